@@ -1,0 +1,107 @@
+"""The DICOM listener: presentation contexts, association policy and handler wiring.
+
+Every storage SOP class is accepted in every transfer syntax pydicom knows, so rix stores
+what modalities send without transcoding. Calling AE titles must be in the AE registry
+unless ``accept_any_ae`` is set (PS3.8 A-ASSOCIATE-RJ reason 3 otherwise).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import structlog
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, evt
+from pynetdicom.events import Event
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from rix.archive import Archive
+from rix.config import quiet_phi_loggers
+from rix.dicom import commitment, find, retrieve, store
+from rix.dicom.network import set_nodelay
+from rix.index import aes
+
+log = structlog.get_logger(__name__)
+
+QUERY_RETRIEVE = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+TRANSFER_SYNTAXES = list(AllTransferSyntaxes)
+
+
+def build_ae(archive: Archive) -> AE:
+    settings = archive.settings
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.network_timeout = settings.dicom_timeout
+    ae.dimse_timeout = settings.dicom_timeout
+    ae.acse_timeout = settings.dicom_timeout
+    ae.maximum_pdu_size = 0  # no limit on what peers send us
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        # scu_role lets C-GET send back over the requester's association (PS3.4 C.4.3)
+        assert context.abstract_syntax is not None
+        ae.add_supported_context(
+            context.abstract_syntax, TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    for sop_class in QUERY_RETRIEVE:
+        ae.add_supported_context(sop_class)
+    ae.add_supported_context(commitment.STORAGE_COMMITMENT)
+    return ae
+
+
+def check_calling_ae(event: Event, archive: Archive) -> None:
+    if archive.settings.accept_any_ae:
+        return
+    primitive: Any = event.assoc.requestor.primitive
+    calling = str(primitive.calling_ae_title).strip()
+    if aes.get(archive.engine, calling) is None:
+        log.warning("association refused: calling AE title not registered")
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+
+
+def handlers(archive: Archive) -> list[Any]:
+    return [
+        (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_REQUESTED, partial(check_calling_ae, archive=archive)),
+        (evt.EVT_C_ECHO, lambda _event: 0x0000),
+        (evt.EVT_C_STORE, partial(store.handle_store, archive=archive)),
+        (evt.EVT_C_FIND, partial(find.handle_find, archive=archive)),
+        (evt.EVT_C_MOVE, partial(retrieve.handle_move, archive=archive)),
+        (evt.EVT_C_GET, partial(retrieve.handle_get, archive=archive)),
+        (evt.EVT_N_ACTION, partial(commitment.handle_action, archive=archive)),
+    ]
+
+
+def start(archive: Archive) -> ThreadedAssociationServer:
+    """Listen on the configured address without blocking; ``shutdown()`` stops it."""
+    quiet_phi_loggers()
+    ae = build_ae(archive)
+    settings = archive.settings
+    server = ae.start_server(
+        (settings.dicom_host, settings.dicom_port), block=False, evt_handlers=handlers(archive)
+    )
+    log.info(
+        "dicom listening",
+        host=settings.dicom_host,
+        port=settings.dicom_port,
+        ae_title=settings.ae_title,
+    )
+    assert server is not None
+    return server

@@ -1,0 +1,1 @@
+"""The index: a database derived from the object store (schema, migrations, queries)."""

@@ -1,0 +1,224 @@
+"""Query matching (PS3.4 C.2.2.2) as SQL over the index, shared by C-FIND, C-MOVE/C-GET.
+
+A ``Match`` is one key of an identifier with its matching type worked out: universal
+(empty value, returned but not filtered), single value, list of UIDs, wildcard (``*`` and
+``?``), range (DA, TM, DT) or sequence (Other Patient IDs Sequence). Person names match
+case-insensitively, everything else case-sensitively, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    or_,
+    select,
+)
+from sqlalchemy.sql.expression import ColumnClause
+
+from rix.errors import InvalidQuery
+from rix.index.attributes import BY_KEYWORD, LEVEL_ORDER, Attribute, Level
+from rix.index.schema import instances, patients, series, studies
+from rix.index.write import normalise_time
+
+TABLES = {
+    Level.PATIENT: patients,
+    Level.STUDY: studies,
+    Level.SERIES: series,
+    Level.IMAGE: instances,
+}
+MAX_VALUE = 1024  # longer query values cannot match anything indexed; refuse them early
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Match:
+    attribute: Attribute
+    value: str  # as sent; '' means universal matching
+
+    @property
+    def is_universal(self) -> bool:
+        return self.value in ("", "*")
+
+
+def levels_down_to(level: Level) -> tuple[Level, ...]:
+    return LEVEL_ORDER[: LEVEL_ORDER.index(level) + 1]
+
+
+def column(attr: Attribute) -> ColumnClause[Any]:
+    table = TABLES[attr.level]
+    name = attr.column + "_ci" if attr.vr == "PN" else attr.column
+    return table.c[name]  # type: ignore[no-any-return]
+
+
+def base_select(level: Level, columns: Sequence[Any]) -> Select[Any]:
+    """Rows of ``level`` joined to every level above it."""
+    query = select(*columns).select_from(patients)
+    if level in (Level.STUDY, Level.SERIES, Level.IMAGE):
+        query = query.join(studies, studies.c.patient_pk == patients.c.id)
+    if level in (Level.SERIES, Level.IMAGE):
+        query = query.join(series, series.c.study_pk == studies.c.id)
+    if level is Level.IMAGE:
+        query = query.join(instances, instances.c.series_pk == series.c.id)
+    return query.order_by(TABLES[level].c.id)
+
+
+def condition(match: Match) -> ColumnElement[bool]:
+    """The SQL for one key; PS3.4 C.2.2.2.1 to C.2.2.2.6."""
+    attr, value = match.attribute, match.value
+    if len(value) > MAX_VALUE:
+        raise InvalidQuery(f"{attr.keyword}: value longer than {MAX_VALUE} characters")
+    col = column(attr)
+    if attr.multi:
+        return or_(*(_in_list(col, v) for v in value.split("\\") if v))
+    if attr.vr == "UI":
+        return col.in_([v.strip("\x00 ") for v in value.split("\\")])
+    if attr.vr in ("DA", "TM", "DT"):
+        return or_(*(_date_like(attr, col, v.strip()) for v in value.split("\\")))
+    if attr.vr in ("IS", "US"):
+        return col.in_([_integer(attr, v) for v in value.split("\\")])
+    values = value.split("\\") if attr.vr == "CS" else [value]
+    if attr.vr == "PN":
+        values = [v.upper() for v in values]
+    return or_(*(_text(col, v) for v in values))
+
+
+def _integer(attr: Attribute, value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidQuery(f"{attr.keyword}: {value[:40]!r} is not an integer") from None
+
+
+def _text(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
+    value = value.rstrip(" ")
+    if "*" not in value and "?" not in value:
+        return col == value
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = escaped.replace("*", "%").replace("?", "_")
+    return col.like(pattern, escape="\\")
+
+
+def _in_list(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
+    """Match one value inside a backslash-joined list column."""
+    esc = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(
+        col == value,
+        col.like(esc + "\\\\%", escape="\\"),
+        col.like("%\\\\" + esc, escape="\\"),
+        col.like("%\\\\" + esc + "\\\\%", escape="\\"),
+    )
+
+
+def _bound(attr: Attribute, value: str, *, upper: bool) -> str:
+    if attr.vr == "TM":
+        value = normalise_time(value) if not upper else _upper_time(value)
+    elif attr.vr == "DA":
+        value = value.replace(".", "")  # ACR-NEMA dates
+        if upper:
+            value = value + "\uffff"  # a date bound includes the whole day
+    elif upper:
+        value = value + "\uffff"
+    return value
+
+
+def _upper_time(value: str) -> str:
+    value = value.replace(":", "")
+    whole, _, frac = value.partition(".")
+    whole = whole + "235959"[len(whole) :] if len(whole) < 6 else whole[:6]
+    return f"{whole}.{frac}\uffff" if frac else whole + ".\uffff"
+
+
+def _date_like(attr: Attribute, col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
+    if "-" not in value:
+        if attr.vr == "TM":
+            return col == normalise_time(value)
+        return col == value.replace(".", "")
+    low, _, high = value.partition("-")
+    if not low and not high:
+        raise InvalidQuery(f"{attr.keyword}: a range needs at least one bound")
+    parts: list[ColumnElement[bool]] = [col != ""]
+    if low:
+        parts.append(col >= _bound(attr, low, upper=False))
+    if high:
+        parts.append(col <= _bound(attr, high, upper=True))
+    return and_(*parts)
+
+
+def _filtered(
+    level: Level,
+    columns: Sequence[Any],
+    matches: Sequence[Match],
+    scope: ColumnElement[bool] | None,
+) -> Select[Any]:
+    allowed = set(levels_down_to(level))
+    query = base_select(level, columns)
+    for match in matches:
+        if match.attribute.level not in allowed:
+            raise InvalidQuery(
+                f"{match.attribute.keyword} is a {match.attribute.level.value}-level key; "
+                f"the query is at {level.value} level"
+            )
+        if not match.is_universal:
+            query = query.where(condition(match))
+    if scope is not None:
+        query = query.where(scope)
+    return query
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredInstance:
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    storage_key: str
+    sha256: str
+
+
+def stored_instances(
+    conn: Connection, matches: Sequence[Match], *, scope: ColumnElement[bool] | None = None
+) -> list[StoredInstance]:
+    """Instances to retrieve (C-MOVE, C-GET, WADO), in series then instance order."""
+    columns = [
+        instances.c.sop_uid,
+        instances.c.sop_class_uid,
+        instances.c.transfer_syntax,
+        instances.c.storage_key,
+        instances.c.sha256,
+    ]
+    query = _filtered(Level.IMAGE, columns, matches, scope).order_by(None)
+    query = query.order_by(
+        series.c.series_number, series.c.id, instances.c.instance_number, instances.c.id
+    )
+    return [StoredInstance(**row._mapping) for row in conn.execute(query)]
+
+
+def find(
+    conn: Connection,
+    level: Level,
+    matches: Sequence[Match],
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    scope: ColumnElement[bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Rows of ``level`` matching every key; each row maps keyword → stored value.
+
+    ``scope`` is the access filter of the caller (the region issue adds it); every read
+    takes one so no front end can forget it.
+    """
+    allowed = set(levels_down_to(level))
+    columns: list[Any] = []
+    for attr in BY_KEYWORD.values():
+        if attr.level in allowed:
+            columns.append(TABLES[attr.level].c[attr.column].label(attr.keyword))
+    query = _filtered(level, columns, matches, scope)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    for row in conn.execute(query):
+        yield dict(row._mapping)

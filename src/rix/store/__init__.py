@@ -1,0 +1,45 @@
+"""Where bytes live: one small protocol with files, S3 and in-memory implementations.
+
+The object store is the truth and the index is derived (DESIGN.md); every object is a
+complete DICOM file, so ``rix reindex`` can rebuild the index from the store alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+from rix.errors import RixError
+
+_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+class ObjectExists(RixError):
+    """``put`` never overwrites: a key is written once, so stored bytes never change."""
+
+
+class ObjectMissing(RixError):
+    http_status = 404
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store's root (``..``, absolute, odd characters)."""
+    if not _KEY.fullmatch(key) or any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"unsafe object key {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes) -> None:
+        """Store durably and exclusively; raise ObjectExists if the key is taken."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of the object; the caller closes it."""
+
+    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``; used by reindex and verify, never by a request."""

@@ -1,0 +1,43 @@
+"""Session fixtures: every server test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peers import postgres
+from tests.peers.server import RixServer
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str) -> Iterator[str]:
+    """'' (SQLite in the data folder) or a fresh PostgreSQL database for the session."""
+    if backend == "sqlite":
+        yield ""
+        return
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def rix_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[RixServer]:
+    """One live `rix serve` per backend for the whole session."""
+    server = RixServer(data=tmp_path_factory.mktemp("rix") / "data", database_url=database_url)
+    server.start()
+    yield server
+    server.stop()
+
+
+def new_server(tmp_path: Path, **kwargs: object) -> RixServer:
+    """A server of its own for tests that kill, restart or reconfigure it."""
+    return RixServer(data=tmp_path / "data", **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Real peers for tests: a live `rix serve`, DCMTK tools, PostgreSQL."""

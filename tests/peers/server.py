@@ -1,0 +1,109 @@
+"""A live `rix serve` in a subprocess, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RixServer:
+    data: Path
+    database_url: str = ""
+    ae_title: str = "RIX"
+    accept_any_ae: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    dicom_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            RIX_DATA=str(self.data),
+            RIX_DATABASE_URL=self.database_url,
+            RIX_DICOM_PORT=str(self.dicom_port),
+            RIX_HTTP=f"127.0.0.1:{self.http_port}",
+            RIX_AE_TITLE=self.ae_title,
+            RIX_ACCEPT_ANY_AE="true" if self.accept_any_ae else "false",
+            TCP_NODELAY="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def rix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a `rix` CLI command against this server's data folder and database."""
+        return subprocess.run(
+            [sys.executable, "-m", "rix.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=600,
+        )
+
+    def start(self, timeout: float = 30.0) -> RixServer:
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data.parent / f"{self.data.name}-serve.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rix.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rix serve exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.http_port}/healthz"
+                with urllib.request.urlopen(url, timeout=1):
+                    pass
+                if _dicom_port_open(self.dicom_port):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("rix serve did not become healthy")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as in a power cut of the process."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def _dicom_port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
