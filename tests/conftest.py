@@ -29,6 +29,17 @@ def database_url(backend: str) -> Iterator[str]:
     postgres.drop_database(url)
 
 
+@pytest.fixture
+def fresh_database_url(backend: str) -> Iterator[str]:
+    """A database of the test's own, for tests that start their own server."""
+    if backend == "sqlite":
+        yield ""
+        return
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def rix_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[RixServer]:
     """One live `rix serve` per backend for the whole session."""

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from sqlalchemy import func, select
 
 from rix import config
 from rix.config import SETTINGS_HELP, Settings
+
+if TYPE_CHECKING:
+    from rix.archive import Archive
 
 app = typer.Typer(help="rix: Regional Imaging eXchange.", no_args_is_help=True)
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
@@ -145,6 +159,147 @@ def ae_remove(
         console.print(f"no AE titled {title}")
         raise typer.Exit(1)
     console.print(f"removed {title}")
+
+
+@contextmanager
+def _archive(cfg: Path | None, data: Path | None, database_url: str | None) -> Iterator[Archive]:
+    from rix.archive import open_archive
+
+    archive = open_archive(_settings(cfg, data=data, database_url=database_url))
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders, zip files or media.")],
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Import DICOM files, folders, zips and CD/DVD media (idempotent when re-run)."""
+    from rix import importer
+
+    with (
+        _archive(cfg, data, database_url) as archive,
+        _progress("importing", importer.count_sources(paths)) as advance,
+    ):
+        summary = importer.import_paths(archive, paths, advance)
+    console.print(
+        f"stored {summary.stored}, already present {summary.already_present}, "
+        f"duplicates kept aside {summary.duplicates_kept}, rejected {len(summary.rejected)}, "
+        f"skipped {len(summary.skipped)}"
+    )
+    if summary.rejected:
+        table = Table("rejected file", "reason")
+        for label, reason in summary.rejected[:50]:
+            table.add_row(label, reason)
+        console.print(table)
+        if len(summary.rejected) > 50:
+            console.print(f"... and {len(summary.rejected) - 50} more")
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    study_uids: Annotated[list[str], typer.Argument(help="Study Instance UIDs to export.")],
+    to: Annotated[Path, typer.Option("--to", help="A folder, or a file ending in .zip.")],
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Export studies with a DICOMDIR, files exactly as stored."""
+    from rix import export as exporting
+    from rix.errors import RixError
+
+    with _archive(cfg, data, database_url) as archive:
+        try:
+            with _progress("exporting", 0) as advance:
+                summary = exporting.export_studies(archive, study_uids, to, advance)
+        except RixError as exc:
+            console.print(f"[red]{exc.reason}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(f"exported {summary.instances} instances ({summary.bytes:,} bytes) to {to}")
+
+
+@app.command()
+def reindex(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
+    """Rebuild the index from the object store alone (server stopped) and report differences."""
+    from rix import reindex as reindexing
+
+    with _archive(cfg, data, database_url) as archive:
+        total = reindexing.count_objects(archive)
+        with _progress("reindexing", total) as advance:
+            report = reindexing.reindex(archive, advance)
+    console.print(
+        f"indexed {report.indexed} instances and {report.conflicts} kept copies; "
+        f"{report.differences} differences from the previous index"
+    )
+    for label, items in (
+        ("added", report.added),
+        ("dropped", report.dropped),
+        ("changed", report.changed),
+    ):
+        for uid in items[:20]:
+            console.print(f"  {label}: {uid}")
+    for key, reason in report.unreadable:
+        console.print(f"  [red]unreadable[/red] {key}: {reason}")
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
+    """Re-hash every stored object and report each one that differs from the index."""
+    from rix import verify as verifying
+    from rix.index.schema import instances
+
+    with _archive(cfg, data, database_url) as archive:
+        with archive.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+        with _progress("verifying", total) as advance:
+            report = verifying.verify(archive, advance)
+    console.print(f"checked {report.checked} objects")
+    for key in report.mismatched:
+        console.print(f"  [red]checksum mismatch[/red] {key}")
+    for key in report.missing:
+        console.print(f"  [red]missing[/red] {key}")
+    for key, reason in report.unreadable:
+        console.print(f"  [red]unreadable[/red] {key}: {reason}")
+    for key in report.unindexed:
+        console.print(f"  not in the index (never acknowledged; `rix reindex` adds it): {key}")
+    if not report.ok:
+        raise typer.Exit(1)
+    console.print("all objects match the index")
+
+
+@app.command()
+def demo(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
+    """Load the synthetic demo region (idempotent)."""
+    from rix import demo as demo_region
+
+    with (
+        _archive(cfg, data, database_url) as archive,
+        _progress("demo region", demo_region.size()) as advance,
+    ):
+        stored = demo_region.load(archive, advance)
+    console.print(f"demo region: {stored} new instances, {demo_region.size() - stored} present")
 
 
 if __name__ == "__main__":

@@ -41,5 +41,5 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def all_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix``; used by reindex and verify, never by a request."""

@@ -81,7 +81,7 @@ class FileStore:
         path.unlink(missing_ok=True)
         _fsync_dir(path.parent)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def all_keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix if prefix else self.root
         for folder, dirs, files in os.walk(base):
             dirs.sort()

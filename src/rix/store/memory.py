@@ -36,5 +36,5 @@ class MemoryStore:
         with self._lock:
             self._objects.pop(key, None)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def all_keys(self, prefix: str = "") -> Iterator[str]:
         yield from sorted(k for k in list(self._objects) if k.startswith(prefix))
