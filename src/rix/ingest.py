@@ -129,11 +129,16 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         sha256=sha,
         storage_key=key,
         calling_ae=received.calling_ae,
+        pixel_data_offset=_in_file(len(meta), header.pixel_data_offset),
     )
     added = archive.writer.submit(lambda conn: write.add_instance(conn, record))
     if added.existing is not None:  # a concurrent association stored it first
         return _duplicate(archive, received, ident, added.existing, sha)
     return _result(Outcome.STORED, ident)
+
+
+def _in_file(meta_length: int, offset: int | None) -> int | None:
+    return None if offset is None else meta_length + offset
 
 
 def _claim_existing_object(archive: Archive, ident: _Identity, sha: str, data: bytes) -> str:

@@ -111,14 +111,15 @@ class _Walker:
             (length,) = self.u32.unpack_from(self.data, pos + 8)
             return tag, pos + 12, length, vr == b"UN"
         if not (vr[:1].isalpha() and vr[1:].isalpha()):
-            raise InvalidInstance(f"invalid VR {vr!r} at byte {pos}")
+            # hex, not repr: a backslash would split the LO Error Comment (PS3.5 6.2)
+            raise InvalidInstance(f"not explicit VR: bytes {vr.hex()} where a VR belongs, at {pos}")
         return tag, pos + 8, short, False
 
     def dataset(self, pos: int, end: int, *, implicit: bool, top: bool = False) -> int | None:
         """Walk elements from ``pos`` to ``end`` (or an item delimiter when nested)."""
         while pos < end:
             if end - pos < 8:
-                raise InvalidInstance(f"dataset ends inside an element header at byte {pos}")
+                raise InvalidInstance(f"dataset is truncated inside an element header at {pos}")
             start = pos
             tag, pos, length, nested_implicit = self.element(pos, implicit)
             if tag == _ITEM_END and not top:
@@ -129,9 +130,9 @@ class _Walker:
                 pos = self.undefined_value(pos, end, nested_implicit)
                 continue
             if pos + length > end:
-                raise InvalidInstance(
-                    f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes, "
-                    f"only {end - pos} remain: the dataset is truncated"
+                raise InvalidInstance(  # the meaning first: Error Comment keeps 64 characters
+                    f"dataset is truncated: ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs "
+                    f"{length} bytes, {end - pos} remain"
                 )
             pos += length
         if not top:

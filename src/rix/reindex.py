@@ -61,6 +61,11 @@ def read_record(archive: Archive, key: str) -> write.InstanceRecord:
         sha256=hashlib.sha256(dataset).hexdigest(),
         storage_key=key,
         calling_ae=str(split.meta.get("SourceApplicationEntityTitle", "")) if split.meta else "",
+        pixel_data_offset=(
+            None
+            if header.pixel_data_offset is None
+            else split.dataset_offset + header.pixel_data_offset
+        ),
     )
 
 

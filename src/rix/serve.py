@@ -8,6 +8,7 @@ import uvicorn
 from rix.archive import open_archive
 from rix.config import Settings
 from rix.dicom import scp
+from rix.metadata import MetadataBuilder
 from rix.web.app import create_app
 
 log = structlog.get_logger(__name__)
@@ -17,6 +18,7 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; stores in flight finish before the index closes."""
     archive = open_archive(settings)
     dicom_server = scp.start(archive)
+    builder = MetadataBuilder(archive).start()
     config = uvicorn.Config(
         create_app(archive),
         host=settings.http_host,
@@ -30,5 +32,6 @@ def run(settings: Settings) -> None:
         http_server.run()
     finally:
         dicom_server.shutdown()
+        builder.stop()
         archive.close()
         log.info("stopped")

@@ -22,7 +22,7 @@ FindReply = tuple[Dataset | int, Dataset | None]
 def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
     identifier = event.identifier
     try:
-        query = identifiers.parse(identifier)
+        query = identifiers.parse(identifier, str(event.request.AffectedSOPClassUID))
         with archive.engine.connect() as conn:
             rows = list(queries.find(conn, query.level, query.matches))
     except RixError as exc:

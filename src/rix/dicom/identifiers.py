@@ -22,6 +22,13 @@ from rix.index.queries import Match, levels_down_to
 
 _SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability"}
 _OTHER_IDS_SEQ = "OtherPatientIDsSequence"
+STUDY_ROOT = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.2.2.1",  # FIND
+        "1.2.840.10008.5.1.4.1.2.2.2",  # MOVE
+        "1.2.840.10008.5.1.4.1.2.2.3",  # GET
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,8 +37,12 @@ class Query:
     matches: tuple[Match, ...]
 
 
-def parse(identifier: Dataset) -> Query:
-    """Matching keys of an identifier; InvalidQuery (0xA900) when it has no valid level."""
+def parse(identifier: Dataset, sop_class: str = "") -> Query:
+    """Matching keys of an identifier; InvalidQuery (0xA900) when it has no valid level.
+
+    ``sop_class`` is the information model asked (the request's Affected SOP Class UID);
+    the Study Root models have no PATIENT level (PS3.4 C.6.2.1).
+    """
     raw_level = parsing.text(identifier, "QueryRetrieveLevel").upper()
     try:
         level = Level(raw_level)
@@ -39,6 +50,8 @@ def parse(identifier: Dataset) -> Query:
         raise InvalidQuery(
             f"QueryRetrieveLevel {raw_level[:20]!r} is not one of PATIENT, STUDY, SERIES, IMAGE"
         ) from None
+    if level is Level.PATIENT and sop_class in STUDY_ROOT:
+        raise InvalidQuery("the Study Root model has no PATIENT level")
     allowed = set(levels_down_to(level))
     matches: list[Match] = []
     for elem in identifier:
@@ -84,7 +97,7 @@ def response(
         if keyword in _SKIP or elem.tag.group == 0x0000:
             continue
         if keyword == _OTHER_IDS_SEQ:
-            out.OtherPatientIDsSequence = _other_ids_items(row)
+            out.OtherPatientIDsSequence = _other_ids_items(row, elem)
             continue
         value = _row_value(keyword, elem.VR, row)
         out.add(DataElement(elem.tag, elem.VR, value))
@@ -120,10 +133,18 @@ def _row_value(keyword: str, vr: str, row: Mapping[str, Any]) -> Any:
     return str(value)
 
 
-def _other_ids_items(row: Mapping[str, Any]) -> Sequence:
+def _other_ids_items(row: Mapping[str, Any], asked: DataElement) -> Sequence:
+    """One item per other Patient ID, with every key the query's item asked for.
+
+    rix indexes the IDs only; other keys of the item come back zero-length (C.2.2.1.2).
+    """
+    template = asked.value[0] if asked.value else Dataset()
     items = []
     for pid in filter(None, str(row.get("OtherPatientIDs") or "").split("\\")):
         item = Dataset()
+        for key in template:
+            if key.keyword != "PatientID":
+                item.add(DataElement(key.tag, key.VR, [] if key.VR == "SQ" else None))
         item.PatientID = pid
         items.append(item)
     return Sequence(items)

@@ -1,21 +1,23 @@
 """Query/Retrieve C-MOVE and C-GET SCP (PS3.4 C.4.2, C.4.3).
 
-Instances are sent as stored: the stored file is read and pynetdicom writes its elements
-back unchanged when the peer accepted the stored transfer syntax (byte-identical to what
-was received). Only when the peer accepted none of it is the instance decompressed to
+Instances are sent as stored: when the peer accepted the stored transfer syntax, the
+stored file's Data Set bytes go out unchanged (byte-identical to what was received).
+Only when the peer accepted none of it is the instance decoded, and decompressed to
 Explicit VR Little Endian (transcoding only on request, DESIGN.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, evt
+from pynetdicom import _config, build_context, evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
@@ -25,15 +27,18 @@ from rix.dicom.network import set_nodelay
 from rix.errors import InvalidQuery, QueryStatus, RixError
 from rix.index import aes, queries
 from rix.index.attributes import UNIQUE_KEY
+from rix.store.files import FileStore
 
 log = structlog.get_logger(__name__)
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255
 
 
-def plan(archive: Archive, identifier: Dataset) -> list[queries.StoredInstance]:
+def plan(
+    archive: Archive, identifier: Dataset, sop_class: str = ""
+) -> list[queries.StoredInstance]:
     """The instances an identifier asks for; its level's unique key must be given."""
-    query = identifiers.parse(identifier)
+    query = identifiers.parse(identifier, sop_class)
     unique = UNIQUE_KEY[query.level]
     if not any(m.attribute.keyword == unique and not m.is_universal for m in query.matches):
         raise InvalidQuery(f"a {query.level.value}-level retrieve needs {unique}")
@@ -50,13 +55,47 @@ def contexts_for(stored: list[queries.StoredInstance]) -> list[PresentationConte
     return contexts[:MAX_CONTEXTS]
 
 
+class AsStored(Dataset):
+    """A stored instance to send as its file's Data Set bytes, unchanged.
+
+    pynetdicom's retrieve services take only Datasets and re-encode them with pydicom,
+    which drops group length elements (retired, PS3.5 7.2) and deflates anew, so the
+    peer would not get what rix received. This carries just the UIDs those services
+    read and the file that ``send_as_stored`` hands to pynetdicom's chunked sending.
+    """
+
+    def __init__(self, item: queries.StoredInstance, path: Path) -> None:
+        super().__init__()
+        self.SOPClassUID = UID(item.sop_class_uid)
+        self.SOPInstanceUID = UID(item.sop_uid)
+        self.stored_path = path
+
+
+def send_as_stored(assoc: Association) -> None:
+    """Make ``assoc`` send ``AsStored`` instances from their files, bytes unchanged."""
+    original = assoc.send_c_store
+    if getattr(original, "sends_as_stored", False):
+        return
+
+    def send_c_store(dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
+        if isinstance(dataset, AsStored):
+            dataset = dataset.stored_path  # sent chunked: STORE_SEND_CHUNKED_DATASET
+        return original(dataset, *args, **kwargs)  # type: ignore[no-any-return]
+
+    send_c_store.sends_as_stored = True  # type: ignore[attr-defined]
+    assoc.send_c_store = send_c_store  # type: ignore[method-assign]
+
+
+def enable_sending_as_stored() -> None:
+    """pynetdicom sends a file path's Data Set without decoding it (only rix sends paths)."""
+    _config.STORE_SEND_CHUNKED_DATASET = True
+
+
 def load(
     archive: Archive,
     item: queries.StoredInstance,
     accepted: list[PresentationContext],
 ) -> Dataset:
-    with archive.store.open(item.storage_key) as f:
-        ds = dcmread(f)
     stored_ts = UID(item.transfer_syntax)
     offered = {
         str(ts)
@@ -64,6 +103,13 @@ def load(
         if cx.abstract_syntax == item.sop_class_uid
         for ts in cx.transfer_syntax
     }
+    if str(stored_ts) in offered and isinstance(archive.store, FileStore):
+        path = archive.store.path(item.storage_key)
+        if not path.is_file():
+            raise FileNotFoundError(f"object {item.storage_key} is missing from the store")
+        return AsStored(item, path)
+    with archive.store.open(item.storage_key) as f:
+        ds = dcmread(f)
     if stored_ts.is_compressed and str(stored_ts) not in offered and offered & set(UNCOMPRESSED):
         ds.decompress()
     return ds
@@ -88,6 +134,11 @@ def _sub_operations(
             yield QueryStatus.PENDING, failed  # counted as a failed sub-operation
 
 
+def _model(event: Event) -> str:
+    request: Any = event.request
+    return str(request.AffectedSOPClassUID)
+
+
 def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
     destination = aes.get(
         archive.engine,
@@ -99,12 +150,13 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
         yield None, None  # 0xA801 Move Destination Unknown
         return
     try:
-        stored, refused = plan(archive, event.identifier), None
+        stored, refused = plan(archive, event.identifier, _model(event)), None
     except RixError as exc:
         stored, refused = [], exc
     sub_assoc: dict[str, Any] = {}
 
     def established(ev: Event) -> None:
+        send_as_stored(ev.assoc)
         sub_assoc["assoc"] = ev.assoc
 
     yield (
@@ -130,9 +182,10 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
 
 def handle_get(event: Event, archive: Archive) -> Iterator[Any]:
     try:
-        stored = plan(archive, event.identifier)
+        stored = plan(archive, event.identifier, _model(event))
     except RixError as exc:
         log.warning("c-get refused", reason=exc.reason)
         raise  # pynetdicom answers a failure status
     yield len(stored)
+    send_as_stored(event.assoc)
     yield from _sub_operations(archive, stored, lambda: list(event.assoc.accepted_contexts), event)

@@ -14,7 +14,7 @@ import structlog
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, evt
 from pynetdicom.events import Event
-from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -76,9 +76,41 @@ def check_calling_ae(event: Event, archive: Archive) -> None:
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
 
 
+def prefer_proposed_syntaxes(event: Event) -> None:
+    """Accept in each presentation context the transfer syntax the requestor lists first.
+
+    pynetdicom accepts the acceptor's first supported syntax that was proposed, which for
+    rix would be Implicit VR Little Endian: a modality proposing JPEG 2000 then
+    uncompressed would be made to decompress, and a C-GET requester asking for Big
+    Endian or JPEG would get implicit VR. PS3.8 9.3.2.2 lists syntaxes in the
+    requestor's order of preference; rix follows it.
+    """
+    assoc: Any = event.assoc
+    preference: dict[str, list[str]] = {}
+    for cx in assoc.requestor.requested_contexts:
+        order = preference.setdefault(str(cx.abstract_syntax), [])
+        order.extend(str(ts) for ts in cx.transfer_syntax if str(ts) not in order)
+    contexts = []
+    for cx in assoc.acceptor.supported_contexts:
+        wanted = preference.get(str(cx.abstract_syntax))
+        contexts.append(_reordered(cx, wanted) if wanted else cx)
+    assoc.acceptor.supported_contexts = contexts
+
+
+def _reordered(context: PresentationContext, order: list[str]) -> PresentationContext:
+    supported = [str(ts) for ts in context.transfer_syntax]
+    first = [ts for ts in order if ts in supported]
+    out = PresentationContext()
+    out.abstract_syntax = context.abstract_syntax
+    out.transfer_syntax = [*first, *(ts for ts in supported if ts not in first)]
+    out.scu_role, out.scp_role = context.scu_role, context.scp_role
+    return out
+
+
 def handlers(archive: Archive) -> list[Any]:
     return [
         (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_REQUESTED, prefer_proposed_syntaxes),
         (evt.EVT_REQUESTED, partial(check_calling_ae, archive=archive)),
         (evt.EVT_C_ECHO, lambda _event: 0x0000),
         (evt.EVT_C_STORE, partial(store.handle_store, archive=archive)),
@@ -92,6 +124,7 @@ def handlers(archive: Archive) -> list[Any]:
 def start(archive: Archive) -> ThreadedAssociationServer:
     """Listen on the configured address without blocking; ``shutdown()`` stops it."""
     quiet_phi_loggers()
+    retrieve.enable_sending_as_stored()
     ae = build_ae(archive)
     settings = archive.settings
     server = ae.start_server(

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.events import Event
 
 from rix.archive import Archive
@@ -19,15 +20,34 @@ def status(code: int, comment: str = "") -> Dataset:
     ds = Dataset()
     ds.Status = int(code)
     if comment:
-        ds.ErrorComment = comment[:64]  # LO: 64 characters at most
+        ds.ErrorComment = error_comment(comment)
     return ds
+
+
+def error_comment(reason: str) -> str:
+    """``reason`` as a valid LO (PS3.5 6.2): 64 characters, no backslash or control codes."""
+    text = "".join(c if c.isprintable() else " " for c in reason.replace("\\", "/"))
+    return text[:64]
+
+
+def even_length(dataset: bytes, transfer_syntax: str) -> bytes:
+    """A deflated Data Set ends padded to even length with one NUL (PS3.5 A.5).
+
+    Some senders (pynetdicom sending a file's bytes) leave the pad out; DCMTK then aborts
+    the association when rix sends the instance on ("Odd Fragment Length"), so the pad
+    is added once, here, and the stored object is the valid form of what was received.
+    """
+    if transfer_syntax == DeflatedExplicitVRLittleEndian and len(dataset) % 2:
+        return dataset + b"\x00"
+    return dataset
 
 
 def handle_store(event: Event, archive: Archive) -> Dataset:
     request: Any = event.request
+    transfer_syntax = str(event.context.transfer_syntax)
     received = Received(
-        dataset=request.DataSet.getvalue(),
-        transfer_syntax=str(event.context.transfer_syntax),
+        dataset=even_length(request.DataSet.getvalue(), transfer_syntax),
+        transfer_syntax=transfer_syntax,
         calling_ae=event.assoc.requestor.ae_title.strip(),
         source="dimse",
         sop_class_uid=str(request.AffectedSOPClassUID or ""),

@@ -33,13 +33,14 @@ TABLES = {
     Level.SERIES: series,
     Level.IMAGE: instances,
 }
-MAX_VALUE = 1024  # longer query values cannot match anything indexed; refuse them early
+MAX_VALUE = 1024  # a longer single value cannot match anything indexed; refuse it early
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Match:
     attribute: Attribute
     value: str  # as sent; '' means universal matching
+    fuzzy: bool = False  # QIDO fuzzymatching: person names match any name component
 
     @property
     def is_universal(self) -> bool:
@@ -71,7 +72,8 @@ def base_select(level: Level, columns: Sequence[Any]) -> Select[Any]:
 def condition(match: Match) -> ColumnElement[bool]:
     """The SQL for one key; PS3.4 C.2.2.2.1 to C.2.2.2.6."""
     attr, value = match.attribute, match.value
-    if len(value) > MAX_VALUE:
+    # per value: a List of UID (C.2.2.2.2) may hold any number of UIDs
+    if any(len(v) > MAX_VALUE for v in value.split("\\")):
         raise InvalidQuery(f"{attr.keyword}: value longer than {MAX_VALUE} characters")
     col = column(attr)
     if attr.multi:
@@ -85,6 +87,8 @@ def condition(match: Match) -> ColumnElement[bool]:
     values = value.split("\\") if attr.vr == "CS" else [value]
     if attr.vr == "PN":
         values = [v.upper() for v in values]
+        if match.fuzzy:
+            return or_(*(_fuzzy_name(col, v) for v in values))
     return or_(*(_text(col, v) for v in values))
 
 
@@ -104,11 +108,25 @@ def _text(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
     return col.like(pattern, escape="\\")
 
 
+def _fuzzy_name(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
+    """A name component starting with the value, in any position (PS3.18 8.3.4.6 leaves
+    the algorithm to the server; this is what people typing part of a name expect)."""
+    stem = value.rstrip("*").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    stem = stem.replace("*", "%").replace("?", "_")
+    return or_(*(col.like(prefix + stem + "%", escape="\\") for prefix in ("", "%^", "% ", "%=")))
+
+
 def _in_list(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
-    """Match one value inside a backslash-joined list column."""
+    """Match one value, wildcards allowed, against any item of a backslash-joined list.
+
+    A wildcard can also span the separator of two items (``A*D`` matches ``AB\\CD``):
+    LIKE has no "any character but one"; such false matches need a ``*`` or ``?`` query.
+    """
     esc = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    esc = esc.replace("*", "%").replace("?", "_")
+    whole = col.like(esc, escape="\\") if esc != value else col == value
     return or_(
-        col == value,
+        whole,
         col.like(esc + "\\\\%", escape="\\"),
         col.like("%\\\\" + esc, escape="\\"),
         col.like("%\\\\" + esc + "\\\\%", escape="\\"),

@@ -127,8 +127,20 @@ instances = Table(
     Column("storage_key", Text, nullable=False),
     Column("received_at", Float, nullable=False),
     _s("calling_ae", 16),
+    # where the Pixel Data element starts in the stored file (None: no pixels, or deflated)
+    Column("pixel_data_offset", BigInteger),
 )
 Index("ix_instances_series_pk", instances.c.series_pk)
+
+instance_metadata = Table(
+    "instance_metadata",
+    metadata,
+    Column(
+        "instance_pk", Integer, ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    ),
+    # DICOM JSON (PS3.18 F) with BulkDataURIs relative to /dicomweb; built after ingest
+    Column("json", Text, nullable=False),
+)
 
 instance_conflicts = Table(
     "instance_conflicts",

@@ -43,6 +43,7 @@ class InstanceRecord:
         sha256: str,
         storage_key: str,
         calling_ae: str,
+        pixel_data_offset: int | None = None,
         received_at: float | None = None,
     ) -> InstanceRecord:
         values = {level: _level_values(ds, level) for level in Level}
@@ -58,6 +59,7 @@ class InstanceRecord:
             sha256=sha256,
             storage_key=storage_key,
             calling_ae=calling_ae[:16],
+            pixel_data_offset=pixel_data_offset,
         )
         if instance["number_of_frames"] is None and "Rows" in ds:
             instance["number_of_frames"] = 1

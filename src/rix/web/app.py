@@ -1,4 +1,4 @@
-"""The HTTP application: ``/healthz`` now; DICOMweb and the portal mount here later."""
+"""The HTTP application: ``/healthz`` and DICOMweb under ``/dicomweb``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from rix.archive import Archive
+from rix.errors import RixError
+from rix.web.dicomweb import qido, wado
+from rix.web.dicomweb.errors import rix_error_handler
 
 
 def create_app(archive: Archive) -> FastAPI:
-    app = FastAPI(title="rix", summary="Regional Imaging eXchange", version="0.1.0")
+    app = FastAPI(
+        title="rix",
+        summary="Regional Imaging eXchange: DICOMweb (PS3.18) and the portal",
+        version="0.1.0",
+    )
+    app.add_exception_handler(RixError, rix_error_handler)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -18,4 +26,7 @@ def create_app(archive: Archive) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    app.state.archive = archive
+    app.include_router(qido.router, prefix="/dicomweb")
+    app.include_router(wado.router, prefix="/dicomweb")
     return app

@@ -1,0 +1,1 @@
+"""DICOMweb (PS3.18) under ``/dicomweb``: STOW-RS, QIDO-RS, WADO-RS."""

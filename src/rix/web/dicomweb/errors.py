@@ -1,0 +1,58 @@
+"""HTTP answers for DICOMweb failures (PS3.18 8.6): a status and a reason, never a 5xx for
+bad input. ``RixError`` subclasses carry their own HTTP code; these add the HTTP-only ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from rix.archive import Archive
+from rix.errors import RixError
+
+
+class BadRequest(RixError):
+    http_status = 400
+
+
+class NotAcceptable(RixError):
+    http_status = 406
+
+
+class PayloadTooLarge(RixError):
+    http_status = 413
+
+
+class UnsupportedMediaType(RixError):
+    http_status = 415
+
+
+def accepted_types(request: Request) -> list[str]:
+    """Media types of the Accept header, in order, parameters dropped."""
+    header = request.headers.get("accept", "")
+    return [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
+
+
+def check_accept(request: Request, offered: Iterable[str]) -> None:
+    wanted = accepted_types(request)
+    if not wanted or "*/*" in wanted:
+        return
+    offered = list(offered)
+    families = {t.split("/")[0] + "/*" for t in offered}
+    if not any(w in offered or w in families for w in wanted):
+        raise NotAcceptable(
+            f"cannot answer with {', '.join(wanted)[:200]}; available: {', '.join(offered)}"
+        )
+
+
+def archive_of(request: Request) -> Archive:
+    """The archive the application was created with (set once in ``create_app``)."""
+    archive: Archive = request.app.state.archive
+    return archive
+
+
+async def rix_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RixError)
+    return JSONResponse({"error": exc.reason}, status_code=exc.http_status)
