@@ -67,6 +67,7 @@ def serve(
     max_associations: Annotated[
         int | None, typer.Option(help=SETTINGS_HELP["max_associations"])
     ] = None,
+    max_upload_mb: Annotated[int | None, typer.Option(help=SETTINGS_HELP["max_upload_mb"])] = None,
     dicom_timeout: Annotated[
         float | None, typer.Option(help=SETTINGS_HELP["dicom_timeout"])
     ] = None,
@@ -86,6 +87,7 @@ def serve(
         duplicate_policy=duplicate_policy,
         max_associations=max_associations,
         dicom_timeout=dicom_timeout,
+        max_upload_mb=max_upload_mb,
     )
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "

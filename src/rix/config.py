@@ -42,6 +42,7 @@ class Settings:
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     max_associations: int = 32
     dicom_timeout: float = 30.0
+    max_upload_mb: int = 2048
 
     @property
     def index_url(self) -> str:
@@ -83,6 +84,10 @@ SETTINGS_HELP: dict[str, str] = {
     ),
     "max_associations": "Concurrent DICOM associations (env RIX_MAX_ASSOCIATIONS, default 32).",
     "dicom_timeout": "DIMSE/network timeout in seconds (env RIX_DICOM_TIMEOUT, default 30).",
+    "max_upload_mb": (
+        "Largest STOW-RS request body in MiB; larger ones get 413 before being read "
+        "(env RIX_MAX_UPLOAD_MB, default 2048)."
+    ),
 }
 
 

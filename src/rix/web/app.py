@@ -7,7 +7,8 @@ from sqlalchemy import text
 
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.web.dicomweb import qido, wado
+from rix.web import wado_uri
+from rix.web.dicomweb import qido, stow, wado
 from rix.web.dicomweb.errors import rix_error_handler
 
 
@@ -29,4 +30,6 @@ def create_app(archive: Archive) -> FastAPI:
     app.state.archive = archive
     app.include_router(qido.router, prefix="/dicomweb")
     app.include_router(wado.router, prefix="/dicomweb")
+    app.include_router(stow.router, prefix="/dicomweb")
+    app.include_router(wado_uri.router)
     return app

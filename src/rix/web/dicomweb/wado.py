@@ -66,13 +66,13 @@ def not_modified(request: Request, tag: str) -> bool:
     return tag in request.headers.get("if-none-match", "")
 
 
-def _chunks(archive: Archive, key: str) -> Iterator[bytes]:
+def chunks(archive: Archive, key: str) -> Iterator[bytes]:
     with archive.store.open(key) as f:
         while chunk := f.read(CHUNK):
             yield chunk
 
 
-def _transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
+def transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
     """The instance re-encoded in ``target``; only uncompressed targets are produced."""
     if target not in media.UNCOMPRESSED:
         raise NotAcceptable(f"rix does not encode {UID(target).name}; ask for it as stored (*)")
@@ -108,10 +108,10 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
     def parts() -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
         for item in found:
             if wanted in ("*", item.transfer_syntax):
-                body: Iterator[bytes] = _chunks(archive, item.storage_key)
+                body: Iterator[bytes] = chunks(archive, item.storage_key)
                 ts = item.transfer_syntax
             else:
-                body, ts = iter([_transcoded(archive, item, wanted)]), wanted
+                body, ts = iter([transcoded(archive, item, wanted)]), wanted
             yield {"Content-Type": f"application/dicom; transfer-syntax={ts}"}, body
 
     if single and choice.media_type == "application/dicom":
