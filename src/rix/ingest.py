@@ -131,7 +131,7 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         calling_ae=received.calling_ae,
         pixel_data_offset=_in_file(len(meta), header.pixel_data_offset),
     )
-    added = archive.writer.submit(lambda conn: write.add_instance(conn, record))
+    added = archive.writer.add_instance(record)
     if added.existing is not None:  # a concurrent association stored it first
         return _duplicate(archive, received, ident, added.existing, sha)
     return _result(Outcome.STORED, ident)

@@ -106,6 +106,9 @@ def reindex(archive: Archive, progress: Callable[[int], None] | None = None) -> 
 
 def _apply(archive: Archive, batch: list[tuple[str, write.InstanceRecord]]) -> None:
     with begin_write(archive.engine) as conn:
+        write.add_instances(
+            conn, [r for k, r in batch if not k.startswith(CONFLICTS)], write.IndexCache()
+        )
         for key, record in batch:
             if key.startswith(CONFLICTS):
                 write.add_conflict(
@@ -118,8 +121,6 @@ def _apply(archive: Archive, batch: list[tuple[str, write.InstanceRecord]]) -> N
                     policy="reindex",
                     reason="copy kept beside the current one",
                 )
-            else:
-                write.add_instance(conn, record)
 
 
 def count_objects(archive: Archive) -> int:

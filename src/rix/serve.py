@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
 import structlog
 import uvicorn
 
@@ -12,6 +17,23 @@ from rix.metadata import MetadataBuilder
 from rix.web.app import create_app
 
 log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process
+    before the DICOM listener and the index writer close; rix handles the signal."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(_signum: int, _frame: FrameType | None) -> None:
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def run(settings: Settings) -> None:
@@ -26,10 +48,9 @@ def run(settings: Settings) -> None:
         log_level="warning",
         access_log=False,  # URLs carry UIDs and, later, patient IDs: no PHI in ordinary logs
     )
-    http_server = uvicorn.Server(config)  # handles SIGTERM/SIGINT itself
     log.info("http listening", address=settings.http)
     try:
-        http_server.run()
+        _Server(config).run()
     finally:
         dicom_server.shutdown()
         builder.stop()

@@ -29,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from rix.archive import Archive
 from rix.config import quiet_phi_loggers
 from rix.dicom import commitment, find, retrieve, store
-from rix.dicom.network import set_nodelay
+from rix.dicom.network import set_nodelay, shorten_reactor_poll
 from rix.index import aes
 
 log = structlog.get_logger(__name__)
@@ -74,6 +74,10 @@ def check_calling_ae(event: Event, archive: Archive) -> None:
     if aes.get(archive.engine, calling) is None:
         log.warning("association refused: calling AE title not registered")
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        # Wait, as pynetdicom's own rejections do, until the A-ASSOCIATE-RJ has left:
+        # pynetdicom closes the socket right after this handler, and the peer would
+        # otherwise see an abort instead of the reason.
+        event.assoc.kill()
 
 
 def prefer_proposed_syntaxes(event: Event) -> None:
@@ -124,6 +128,7 @@ def handlers(archive: Archive) -> list[Any]:
 def start(archive: Archive) -> ThreadedAssociationServer:
     """Listen on the configured address without blocking; ``shutdown()`` stops it."""
     quiet_phi_loggers()
+    shorten_reactor_poll()
     retrieve.enable_sending_as_stored()
     ae = build_ae(archive)
     settings = archive.settings

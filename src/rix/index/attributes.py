@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydicom.datadict import tag_for_keyword
+
 
 class Level(StrEnum):
     PATIENT = "PATIENT"
@@ -33,6 +35,10 @@ class Attribute:
     @property
     def table(self) -> str:
         return TABLE_OF_LEVEL[self.level]
+
+    @property
+    def tag(self) -> int:
+        return TAGS[self.keyword]
 
 
 TABLE_OF_LEVEL = {
@@ -105,6 +111,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 )
 
 BY_KEYWORD: dict[str, Attribute] = {a.keyword: a for a in ATTRIBUTES}
+TAGS: dict[str, int] = {a.keyword: int(tag_for_keyword(a.keyword) or 0) for a in ATTRIBUTES}
 
 
 def stored_attributes(level: Level) -> tuple[Attribute, ...]:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from rix import parsing
 from rix.index.attributes import Level, stored_attributes
@@ -80,7 +80,7 @@ def name_key(name: str) -> str:
 def _level_values(ds: Dataset, level: Level) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attr in stored_attributes(level):
-        value = parsing.text(ds, attr.keyword)
+        value = parsing.text_at(ds, attr.tag, attr.keyword, attr.vr)
         if attr.vr in ("IS", "US"):
             out[attr.column] = _int_or_none(value)
         elif attr.vr == "TM":
@@ -137,114 +137,263 @@ class AddResult:
 
 def find_instance(conn: Connection, sop_uid: str) -> Existing | None:
     row = conn.execute(
-        select(instances.c.sha256, instances.c.storage_key, instances.c.size, studies.c.study_uid)
-        .join(series, series.c.id == instances.c.series_pk)
-        .join(studies, studies.c.id == series.c.study_pk)
-        .where(instances.c.sop_uid == sop_uid)
+        select(
+            instances.c.sha256, instances.c.storage_key, instances.c.size, instances.c.series_pk
+        ).where(instances.c.sop_uid == sop_uid)
     ).first()
     if row is None:
         return None
+    study_uid = conn.execute(
+        select(studies.c.study_uid)
+        .join(series, series.c.study_pk == studies.c.id)
+        .where(series.c.id == row.series_pk)
+    ).scalar_one()
     return Existing(
-        sha256=row.sha256, storage_key=row.storage_key, study_uid=row.study_uid, size=row.size
+        sha256=row.sha256, storage_key=row.storage_key, study_uid=study_uid, size=row.size
     )
 
 
-def add_instance(conn: Connection, record: InstanceRecord) -> AddResult:
-    """Insert the instance and whatever patient/study/series rows it is the first of."""
-    existing = find_instance(conn, record.sop_uid)
-    if existing is not None:
-        return AddResult(outcome=AddOutcome.EXISTS, existing=existing)
-    now = record.received_at
-    patient_pk = _patient_pk(conn, record.patient)
-    study_pk, new_study = _study_pk(conn, record.study, patient_pk, now)
-    series_pk, new_series = _series_pk(conn, record.series, study_pk, now)
-    conn.execute(insert(instances).values(series_pk=series_pk, received_at=now, **record.instance))
-    conn.execute(
-        update(series)
-        .where(series.c.id == series_pk)
-        .values(num_instances=series.c.num_instances + 1, updated_at=now)
-    )
-    _touch_study(conn, study_pk, record, new_series=new_series, now=now)
-    conn.execute(
-        update(patients)
-        .where(patients.c.id == patient_pk)
-        .values(
-            num_instances=patients.c.num_instances + 1,
-            num_series=patients.c.num_series + int(new_series),
-            num_studies=patients.c.num_studies + int(new_study),
+@dataclass
+class IndexCache:
+    """Primary keys of patients, studies and series the writer has seen, and each study's
+    modalities and SOP classes, so adding an instance to a known series is one INSERT.
+
+    Rows are never deleted while a server runs (``rix reindex`` runs with it stopped); a
+    stale entry would fail a foreign key, and the writer then clears the cache and retries.
+    """
+
+    patients: dict[tuple[str, str], int] = field(default_factory=dict)
+    studies: dict[str, int] = field(default_factory=dict)
+    series: dict[str, int] = field(default_factory=dict)
+    study_lists: dict[int, tuple[set[str], set[str]]] = field(default_factory=dict)
+    limit: int = 200_000
+
+    def trim(self) -> None:
+        if len(self.series) > self.limit:
+            self.clear()
+
+    def clear(self) -> None:
+        for table in (self.patients, self.studies, self.series, self.study_lists):
+            table.clear()
+
+
+def add_instances(
+    conn: Connection, records: list[InstanceRecord], cache: IndexCache
+) -> list[AddResult]:
+    """Insert a batch of instances, and the patient/study/series rows they are first of.
+
+    A handful of statements per batch, whatever its size: one look-up of existing SOP
+    Instance UIDs, one multi-row INSERT, one counter UPDATE per table.
+    """
+    cache.trim()
+    sops = [r.sop_uid for r in records]
+    known = {
+        row.sop_uid: row
+        for row in conn.execute(
+            select(
+                instances.c.sop_uid,
+                instances.c.sha256,
+                instances.c.storage_key,
+                instances.c.size,
+                instances.c.series_pk,
+            ).where(instances.c.sop_uid.in_(sops))
         )
+    }
+    results: list[AddResult] = []
+    new_rows: list[dict[str, Any]] = []
+    counts = _Counts()
+    first_in_batch: dict[str, InstanceRecord] = {}
+    for record in records:
+        previous = known.get(record.sop_uid)
+        if previous is not None or record.sop_uid in first_in_batch:
+            results.append(
+                AddResult(
+                    outcome=AddOutcome.EXISTS,
+                    existing=_existing(conn, previous, first_in_batch, record),
+                )
+            )
+            continue
+        first_in_batch[record.sop_uid] = record
+        patient_pk = _patient_pk(conn, record.patient, cache)
+        study_pk, new_study = _study_pk(conn, record.study, patient_pk, record.received_at, cache)
+        series_pk, new_series = _series_pk(conn, record.series, study_pk, record.received_at, cache)
+        new_rows.append(
+            {"series_pk": series_pk, "received_at": record.received_at, **record.instance}
+        )
+        counts.add(patient_pk, study_pk, series_pk, new_study, new_series, record.received_at)
+        _note_lists(conn, cache, study_pk, record, counts)
+        results.append(AddResult(outcome=AddOutcome.ADDED))
+    if new_rows:
+        conn.execute(insert(instances), new_rows)
+        counts.apply(conn, cache)
+    return results
+
+
+def _existing(
+    conn: Connection, previous: Any, batch: dict[str, InstanceRecord], record: InstanceRecord
+) -> Existing:
+    if previous is None:  # the same instance twice in one batch (two senders at once)
+        first = batch[record.sop_uid]
+        return Existing(
+            sha256=first.instance["sha256"],
+            storage_key=first.instance["storage_key"],
+            study_uid=first.study["study_uid"],
+            size=first.instance["size"],
+        )
+    study_uid = conn.execute(
+        select(studies.c.study_uid)
+        .join(series, series.c.study_pk == studies.c.id)
+        .where(series.c.id == previous.series_pk)
+    ).scalar_one()
+    return Existing(
+        sha256=previous.sha256,
+        storage_key=previous.storage_key,
+        study_uid=study_uid,
+        size=previous.size,
     )
-    return AddResult(outcome=AddOutcome.ADDED)
 
 
-def _patient_pk(conn: Connection, values: dict[str, Any]) -> int:
+@dataclass
+class _Counts:
+    """Counter increments of one batch, applied with one UPDATE per table."""
+
+    series_n: dict[int, int] = field(default_factory=dict)
+    study_n: dict[int, list[int]] = field(default_factory=dict)  # [instances, series]
+    patient_n: dict[int, list[int]] = field(default_factory=dict)  # [instances, series, studies]
+    lists_changed: set[int] = field(default_factory=set)
+    now: float = 0.0
+
+    def add(
+        self,
+        patient_pk: int,
+        study_pk: int,
+        series_pk: int,
+        new_study: bool,
+        new_series: bool,
+        now: float,
+    ) -> None:
+        self.now = max(self.now, now)
+        self.series_n[series_pk] = self.series_n.get(series_pk, 0) + 1
+        st = self.study_n.setdefault(study_pk, [0, 0])
+        st[0] += 1
+        st[1] += int(new_series)
+        pa = self.patient_n.setdefault(patient_pk, [0, 0, 0])
+        pa[0] += 1
+        pa[1] += int(new_series)
+        pa[2] += int(new_study)
+
+    def apply(self, conn: Connection, cache: IndexCache) -> None:
+        conn.execute(
+            update(series)
+            .where(series.c.id == bindparam("pk"))
+            .values(num_instances=series.c.num_instances + bindparam("n"), updated_at=self.now),
+            [{"pk": pk, "n": n} for pk, n in self.series_n.items()],
+        )
+        conn.execute(
+            update(studies)
+            .where(studies.c.id == bindparam("pk"))
+            .values(
+                num_instances=studies.c.num_instances + bindparam("n"),
+                num_series=studies.c.num_series + bindparam("s"),
+                updated_at=self.now,
+            ),
+            [{"pk": pk, "n": n, "s": s} for pk, (n, s) in self.study_n.items()],
+        )
+        conn.execute(
+            update(patients)
+            .where(patients.c.id == bindparam("pk"))
+            .values(
+                num_instances=patients.c.num_instances + bindparam("n"),
+                num_series=patients.c.num_series + bindparam("s"),
+                num_studies=patients.c.num_studies + bindparam("t"),
+            ),
+            [{"pk": pk, "n": n, "s": s, "t": t} for pk, (n, s, t) in self.patient_n.items()],
+        )
+        for study_pk in self.lists_changed:
+            modalities, sop_classes = cache.study_lists[study_pk]
+            conn.execute(
+                update(studies)
+                .where(studies.c.id == study_pk)
+                .values(
+                    modalities="\\".join(sorted(modalities)),
+                    sop_classes="\\".join(sorted(sop_classes)),
+                )
+            )
+
+
+def _note_lists(
+    conn: Connection, cache: IndexCache, study_pk: int, record: InstanceRecord, counts: _Counts
+) -> None:
+    """Keep ModalitiesInStudy and SOPClassesInStudy current (written once per batch)."""
+    lists = cache.study_lists.get(study_pk)
+    if lists is None:
+        row = conn.execute(
+            select(studies.c.modalities, studies.c.sop_classes).where(studies.c.id == study_pk)
+        ).one()
+        lists = (
+            set(filter(None, row.modalities.split("\\"))),
+            set(filter(None, row.sop_classes.split("\\"))),
+        )
+        cache.study_lists[study_pk] = lists
+    modality, sop_class = record.series["modality"], record.instance["sop_class_uid"]
+    if (modality and modality not in lists[0]) or sop_class not in lists[1]:
+        if modality:
+            lists[0].add(modality)
+        lists[1].add(sop_class)
+        counts.lists_changed.add(study_pk)
+
+
+def _patient_pk(conn: Connection, values: dict[str, Any], cache: IndexCache) -> int:
+    key = (values["issuer"], values["patient_id"])
+    if key in cache.patients:
+        return cache.patients[key]
     pk = conn.execute(
         select(patients.c.id).where(
             patients.c.issuer == values["issuer"], patients.c.patient_id == values["patient_id"]
         )
     ).scalar()
-    if pk is not None:
-        return int(pk)
-    return _new_pk(conn.execute(insert(patients).values(**values)).inserted_primary_key)
+    if pk is None:
+        pk = _new_pk(conn.execute(insert(patients).values(**values)).inserted_primary_key)
+    cache.patients[key] = int(pk)
+    return int(pk)
 
 
 def _study_pk(
-    conn: Connection, values: dict[str, Any], patient_pk: int, now: float
+    conn: Connection, values: dict[str, Any], patient_pk: int, now: float, cache: IndexCache
 ) -> tuple[int, bool]:
-    pk = conn.execute(
-        select(studies.c.id).where(studies.c.study_uid == values["study_uid"])
-    ).scalar()
-    if pk is not None:
-        return int(pk), False
-    result = conn.execute(
-        insert(studies).values(patient_pk=patient_pk, created_at=now, updated_at=now, **values)
-    )
-    return _new_pk(result.inserted_primary_key), True
+    uid = values["study_uid"]
+    if uid in cache.studies:
+        return cache.studies[uid], False
+    pk = conn.execute(select(studies.c.id).where(studies.c.study_uid == uid)).scalar()
+    new = pk is None
+    if pk is None:
+        result = conn.execute(
+            insert(studies).values(patient_pk=patient_pk, created_at=now, updated_at=now, **values)
+        )
+        pk = _new_pk(result.inserted_primary_key)
+        cache.study_lists[int(pk)] = (set(), set())  # a new study lists nothing yet
+    cache.studies[uid] = int(pk)
+    return int(pk), new
 
 
 def _series_pk(
-    conn: Connection, values: dict[str, Any], study_pk: int, now: float
+    conn: Connection, values: dict[str, Any], study_pk: int, now: float, cache: IndexCache
 ) -> tuple[int, bool]:
-    pk = conn.execute(
-        select(series.c.id).where(series.c.series_uid == values["series_uid"])
-    ).scalar()
-    if pk is not None:
-        return int(pk), False
-    result = conn.execute(insert(series).values(study_pk=study_pk, updated_at=now, **values))
-    return _new_pk(result.inserted_primary_key), True
+    uid = values["series_uid"]
+    if uid in cache.series:
+        return cache.series[uid], False
+    pk = conn.execute(select(series.c.id).where(series.c.series_uid == uid)).scalar()
+    new = pk is None
+    if pk is None:
+        result = conn.execute(insert(series).values(study_pk=study_pk, updated_at=now, **values))
+        pk = _new_pk(result.inserted_primary_key)
+    cache.series[uid] = int(pk)
+    return int(pk), new
 
 
 def _new_pk(key: Any) -> int:
     assert key is not None
     return int(key[0])
-
-
-def _merge_list(stored: str, value: str) -> str:
-    if not value:
-        return stored
-    items = set(filter(None, stored.split("\\")))
-    if value in items:
-        return stored
-    return "\\".join(sorted(items | {value}))
-
-
-def _touch_study(
-    conn: Connection, study_pk: int, record: InstanceRecord, *, new_series: bool, now: float
-) -> None:
-    row = conn.execute(
-        select(studies.c.modalities, studies.c.sop_classes).where(studies.c.id == study_pk)
-    ).one()
-    conn.execute(
-        update(studies)
-        .where(studies.c.id == study_pk)
-        .values(
-            num_instances=studies.c.num_instances + 1,
-            num_series=studies.c.num_series + int(new_series),
-            modalities=_merge_list(row.modalities, record.series["modality"]),
-            sop_classes=_merge_list(row.sop_classes, record.instance["sop_class_uid"]),
-            updated_at=now,
-        )
-    )
 
 
 def add_conflict(

@@ -1,9 +1,10 @@
 """Group commit: concurrent stores share one index transaction and one commit.
 
 Every association thread hands its index work to one writer thread and waits. The
-writer takes everything queued, runs each piece in its own savepoint, commits once, and
-only then wakes the callers, so a success is never answered before the commit while N
-concurrent stores cost one fsync of the database instead of N.
+writer takes everything queued, adds all queued instances with a few multi-row
+statements (``write.add_instances``), runs any other work in savepoints, commits once,
+and only then wakes the callers: a success is never answered before the commit, while
+N concurrent stores cost one fsync of the database instead of N.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from rix.index import write
 from rix.index.database import begin_write
 
 T = TypeVar("T")
@@ -27,19 +30,33 @@ _STOP = object()
 MAX_BATCH = 512
 
 
+@dataclass(frozen=True, slots=True)
+class _Item:
+    future: Future[Any]
+    record: write.InstanceRecord | None = None
+    operation: Callable[[Connection], Any] | None = None
+
+
 class IndexWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.cache = write.IndexCache()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rix-index-writer", daemon=True)
         self._thread.start()
         self.batches = 0
         self.operations = 0
 
+    def add_instance(self, record: write.InstanceRecord) -> write.AddResult:
+        """Index one instance in the next group transaction; return once committed."""
+        future: Future[write.AddResult] = Future()
+        self._queue.put(_Item(future, record=record))
+        return future.result()
+
     def submit(self, operation: Callable[[Connection], T]) -> T:
         """Run ``operation`` in the next group transaction; return once it is committed."""
         future: Future[T] = Future()
-        self._queue.put((operation, future))
+        self._queue.put(_Item(future, operation=operation))
         return future.result()
 
     def close(self) -> None:
@@ -66,30 +83,40 @@ class IndexWriter:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Callable[[Connection], Any], Future[Any]]]) -> None:
-        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+    def _commit(self, batch: list[_Item]) -> None:
+        records = [item for item in batch if item.record is not None]
+        others = [item for item in batch if item.operation is not None]
         try:
             with begin_write(self.engine) as conn:
-                for operation, future in batch:
-                    results.append((future, *_attempt(conn, operation)))
-        except Exception as exc:  # the commit itself failed: nobody's work is durable
-            log.error("index commit failed", error=str(exc), batch=len(batch))
-            for _operation, future in batch:
-                future.set_exception(exc)
+                added = write.add_instances(
+                    conn, [i.record for i in records if i.record], self.cache
+                )
+                outcomes = [_attempt(conn, i.operation) for i in others if i.operation]
+        except Exception as exc:  # nothing of this batch is durable
+            self.cache.clear()  # a stale key (or another process's insert) may be the cause
+            if len(batch) > 1:
+                log.warning("group commit failed; committing one by one", error=type(exc).__name__)
+                for item in batch:
+                    self._commit([item])
+                return
+            log.error("index commit failed", error=str(exc))
+            batch[0].future.set_exception(exc)
             return
         self.batches += 1
         self.operations += len(batch)
-        for future, value, error in results:
+        for item, result in zip(records, added, strict=True):
+            item.future.set_result(result)
+        for item, (value, error) in zip(others, outcomes, strict=True):
             if error is None:
-                future.set_result(value)
+                item.future.set_result(value)
             else:
-                future.set_exception(error)
+                item.future.set_exception(error)
 
 
 def _attempt(
     conn: Connection, operation: Callable[[Connection], T]
 ) -> tuple[Any, BaseException | None]:
-    """Run in a savepoint; retry once after a unique-key race with another process."""
+    """Run in a savepoint so one failing operation does not fail its neighbours."""
     for attempt in range(2):
         try:
             with conn.begin_nested():
