@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import structlog
 from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.events import Event
 
 from rix.archive import Archive
@@ -35,10 +36,13 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
             None,
         )
         return
-    ae_title = archive.settings.ae_title
+    implicit = event.context.transfer_syntax == ImplicitVRLittleEndian
+    plan = identifiers.plan_response(
+        identifier, query.level, archive.settings.ae_title, implicit=implicit
+    )
     for row in rows:
         if event.is_cancelled:
             yield QueryStatus.CANCEL, None
             return
-        yield QueryStatus.PENDING, identifiers.response(row, identifier, query.level, ae_title)
+        yield QueryStatus.PENDING, identifiers.build_response(plan, row)
     yield QueryStatus.SUCCESS, None

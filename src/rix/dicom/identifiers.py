@@ -6,14 +6,16 @@ zero-length otherwise, plus Query/Retrieve Level, Retrieve AE Title and the char
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from rix import parsing
 from rix.errors import InvalidQuery
@@ -88,29 +90,110 @@ def _other_ids_matches(elem: DataElement) -> list[Match]:
     return [Match(attribute=BY_KEYWORD["OtherPatientIDs"], value="\\".join(values))]
 
 
-def response(
-    row: Mapping[str, Any], identifier: Dataset, level: Level, retrieve_ae: str
-) -> Dataset:
-    out = Dataset()
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponsePlan:
+    """What every response to one identifier holds, worked out once per query.
+
+    Responses are built as raw elements, already encoded in the association's transfer
+    syntax, so pydicom writes their bytes as they are: encoding thousands of C-FIND
+    responses element by element through pydicom was most of a large query's time.
+    """
+
+    keys: tuple[tuple[int, str, str], ...]  # (tag, VR, keyword) in tag order
+    other_ids: DataElement | None
+    level: Level
+    retrieve_ae: str
+    asked_charset: str
+    implicit: bool
+
+
+def plan_response(
+    identifier: Dataset, level: Level, retrieve_ae: str, *, implicit: bool = True
+) -> ResponsePlan:
+    keys: dict[int, tuple[int, str, str]] = {}
+    other_ids = None
     for elem in identifier:
         keyword = elem.keyword
         if keyword in _SKIP or elem.tag.group == 0x0000:
             continue
         if keyword == _OTHER_IDS_SEQ:
-            out.OtherPatientIDsSequence = _other_ids_items(row, elem)
+            other_ids = elem
             continue
-        value = _row_value(keyword, elem.VR, row)
-        out.add(DataElement(elem.tag, elem.VR, value))
+        keys[int(elem.tag)] = (int(elem.tag), str(elem.VR), keyword)
     unique = UNIQUE_KEY[level]
-    if unique not in out:
-        out.add(DataElement(_tag(unique), BY_KEYWORD[unique].vr, row.get(unique) or None))
-    out.QueryRetrieveLevel = level.value
-    out.RetrieveAETitle = retrieve_ae
-    out.InstanceAvailability = "ONLINE"
-    charset = _charset(out, identifier)
+    unique_tag = _tag(unique)
+    keys.setdefault(unique_tag, (unique_tag, BY_KEYWORD[unique].vr, unique))
+    return ResponsePlan(
+        keys=tuple(keys[t] for t in sorted(keys)),
+        other_ids=other_ids,
+        level=level,
+        retrieve_ae=retrieve_ae,
+        asked_charset=parsing.text(identifier, "SpecificCharacterSet"),
+        implicit=implicit,
+    )
+
+
+def build_response(plan: ResponsePlan, row: Mapping[str, Any]) -> Dataset:
+    texts: list[tuple[int, str, Any]] = []
+    for tag, vr, keyword in plan.keys:
+        value = _row_value(keyword, vr, row)
+        if isinstance(value, list):
+            value = "\\".join(value)
+        texts.append((tag, vr, value))
+    texts += [
+        (0x00080052, "CS", plan.level.value),
+        (0x00080054, "AE", plan.retrieve_ae),
+        (0x00080056, "CS", "ONLINE"),
+    ]
+    codec, charset = _codec(plan.asked_charset, [t for _, _, t in texts if isinstance(t, str)])
     if charset:
-        out.SpecificCharacterSet = charset
+        texts.append((0x00080005, "CS", charset))
+    elements: dict[BaseTag, Any] = {}
+    for tag, vr, value in texts:
+        raw = _encode(vr, value, codec)
+        elements[BaseTag(tag)] = RawDataElement(
+            BaseTag(tag), vr, len(raw), raw, 0, plan.implicit, True
+        )
+    out = Dataset(elements)
+    out.set_original_encoding(plan.implicit, True, out._character_set)  # no re-encoding
+    if plan.other_ids is not None:
+        out.OtherPatientIDsSequence = _other_ids_items(row, plan.other_ids)
     return out
+
+
+def _codec(asked: str, texts: list[str]) -> tuple[str, str]:
+    """(Python codec, Specific Character Set): the query's own when it can carry the
+    values (PS3.4 C.4.1.1.3.1), else UTF-8; none when everything is ASCII."""
+    if all(t.isascii() for t in texts):
+        return "ascii", ""
+    if asked == "ISO_IR 100":
+        try:
+            for t in texts:
+                t.encode("latin-1")
+            return "latin-1", asked
+        except UnicodeEncodeError:
+            pass
+    return "utf-8", "ISO_IR 192"
+
+
+def _encode(vr: str, value: Any, codec: str) -> bytes:
+    if value is None or value == "":
+        return b""
+    if vr == "US":
+        return struct.pack("<H", int(value))
+    if vr in ("UL", "SL", "SS"):
+        return struct.pack({"UL": "<L", "SL": "<l", "SS": "<h"}[vr], int(value))
+    data = str(value).encode(codec)
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    return data
+
+
+def response(
+    row: Mapping[str, Any], identifier: Dataset, level: Level, retrieve_ae: str
+) -> Dataset:
+    """One response; ``plan_response`` + ``build_response`` when answering many rows."""
+    return build_response(plan_response(identifier, level, retrieve_ae), row)
 
 
 def _tag(keyword: str) -> int:
@@ -148,19 +231,3 @@ def _other_ids_items(row: Mapping[str, Any], asked: DataElement) -> Sequence:
         item.PatientID = pid
         items.append(item)
     return Sequence(items)
-
-
-def _charset(out: Dataset, identifier: Dataset) -> str:
-    """Answer in the query's character set when it can carry the values, else UTF-8."""
-    texts = [str(e.value) for e in out if isinstance(e.value, str | bytes) or e.VR == "PN"]
-    if all(t.isascii() for t in texts):
-        return ""
-    asked = parsing.text(identifier, "SpecificCharacterSet")
-    if asked == "ISO_IR 100":
-        try:
-            for t in texts:
-                t.encode("latin-1")
-            return asked
-        except UnicodeEncodeError:
-            pass
-    return "ISO_IR 192"
