@@ -56,6 +56,12 @@ class InvalidInstance(RixError):
     http_status = 400
 
 
+class SOPClassMismatch(InvalidInstance):
+    """The dataset's SOP Class differs from the one the C-STORE request names."""
+
+    dimse_status = StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+
 class DuplicateRejected(RixError):
     """Same SOP Instance UID with different bytes under the ``reject`` policy."""
 

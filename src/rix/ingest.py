@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from rix import audit, parsing, uids
 from rix.archive import Archive
 from rix.config import DuplicatePolicy
-from rix.errors import DuplicateRejected, InvalidInstance, StoreStatus
+from rix.errors import DuplicateRejected, InvalidInstance, SOPClassMismatch, StoreStatus
 from rix.index import write
 from rix.store import ObjectExists
 
@@ -92,7 +92,7 @@ def identify(header: parsing.Header, received: Received) -> _Identity:
     ):
         raise InvalidInstance("SOPInstanceUID in the dataset differs from the C-STORE request")
     if received.sop_class_uid and uids.clean(received.sop_class_uid) != found["SOPClassUID"]:
-        raise InvalidInstance("SOPClassUID in the dataset differs from the C-STORE request")
+        raise SOPClassMismatch("SOPClassUID in the dataset differs from the C-STORE request")
     return _Identity(
         sop_class_uid=found["SOPClassUID"],
         sop_instance_uid=found["SOPInstanceUID"],
@@ -188,8 +188,8 @@ def _duplicate(
     with contextlib.suppress(ObjectExists):  # this very copy was received and kept before
         archive.store.put(key, data)
     reason = (
-        f"SOP Instance UID {ident.sop_instance_uid} was already stored with different "
-        f"content; policy {policy.value}"
+        f"already stored with different content; {policy.value} policy; "
+        f"SOP Instance UID {ident.sop_instance_uid}"
     )
 
     def record_conflict(conn: Connection) -> None:
