@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
-from sqlalchemy import Connection, insert, select
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from rix.archive import Archive
 from rix.index.database import begin_write
@@ -44,17 +46,94 @@ class Pending:
 
 
 def instance_json(archive: Archive, item: Pending) -> str:
-    """DICOM JSON of one stored instance, bulk data as URIs relative to ``/dicomweb``."""
+    """DICOM JSON of one stored instance, bulk data as URIs relative to ``/dicomweb``.
 
-    def bulk_uri(elem: DataElement) -> str:
-        if elem.tag == 0x7FE00010:
-            return f"{item.path}/frames/1"
-        return f"{item.path}/bulk/{elem.tag:08X}"
-
+    A BulkDataURI gives exactly the value InlineBinary would have carried, Pixel Data
+    included (all frames, as stored); inside a sequence it names the item's path,
+    ``bulk/00880200/0/7FE00010``, so an icon's pixels are not taken for the image's.
+    """
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
-    document = ds.to_json_dict(BULK_THRESHOLD, bulk_uri)
+    paths = element_paths(ds)
+
+    def bulk_uri(elem: DataElement) -> str:
+        return f"{item.path}/bulk/{paths[id(elem)]}"
+
+    document = lenient_json(ds, bulk_uri)
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def lenient_json(ds: Dataset, bulk_uri: Callable[[DataElement], str]) -> dict[str, Any]:
+    """pydicom's DICOM JSON of ``ds``; when an element cannot be encoded (an IS of
+    ``1A``), that element alone falls back to its text values, so the instance is still
+    listed in study and series metadata rather than silently left out."""
+    try:
+        document: dict[str, Any] = ds.to_json_dict(BULK_THRESHOLD, bulk_uri)
+    except (ValueError, TypeError) as exc:
+        log.info("metadata built element by element", error=type(exc).__name__)
+        return _element_by_element(ds, bulk_uri)
+    return document
+
+
+def _element_by_element(ds: Dataset, bulk_uri: Callable[[DataElement], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for elem in ds:
+        key = f"{elem.tag:08X}"
+        if elem.VR == "SQ":
+            items = [lenient_json(item, bulk_uri) for item in elem.value]
+            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        try:
+            out[key] = elem.to_json_dict(bulk_uri, BULK_THRESHOLD)
+        except (ValueError, TypeError):
+            out[key] = _as_text(elem)
+    return out
+
+
+def _as_text(elem: DataElement) -> dict[str, Any]:
+    value = elem.value
+    if value is None or value == "":
+        return {"vr": elem.VR}
+    many = isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+    items = value if many else [value]
+    return {"vr": elem.VR, "Value": [str(v) for v in items]}
+
+
+def element_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
+    """Every element of ``ds`` and its items, by object identity, with its bulk path:
+    tags and item indexes separated by ``/`` (pydicom keeps each element it converted,
+    so ``to_json_dict`` later hands the handler these same objects)."""
+    out: dict[int, str] = {}
+    for elem in ds:
+        path = f"{prefix}{elem.tag:08X}"
+        out[id(elem)] = path
+        if elem.VR == "SQ":
+            for index, item in enumerate(elem.value):
+                out.update(element_paths(item, f"{path}/{index}/"))
+    return out
+
+
+def element_at(ds: Dataset, path: str) -> DataElement:
+    """The element a bulk path names; ``KeyError`` or ``ValueError`` when there is none."""
+    steps = path.split("/")
+    if len(steps) % 2 == 0 or len(steps) > 31:
+        raise ValueError("a bulk path is tag(/item/tag)*")
+    current = ds
+    for step in range(0, len(steps) - 1, 2):
+        sequence = current[_tag(steps[step])]
+        if sequence.VR != "SQ":
+            raise ValueError(f"{steps[step]} is not a sequence")
+        index = steps[step + 1]
+        if not index.isdigit() or int(index) >= len(sequence.value):
+            raise KeyError(f"{steps[step]} has no item {index[:8]}")
+        current = sequence.value[int(index)]
+    return current[_tag(steps[-1])]
+
+
+def _tag(text: str) -> int:
+    if len(text) != 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ValueError("a tag is 8 hexadecimal digits")
+    return int(text, 16)
 
 
 def pending_query(
@@ -101,17 +180,18 @@ def build(archive: Archive, items: Iterable[Pending]) -> int:
     if not rows:
         return 0
     with begin_write(archive.engine) as conn:
-        known = set(
-            conn.execute(
-                select(instance_metadata.c.instance_pk).where(
-                    instance_metadata.c.instance_pk.in_([r["instance_pk"] for r in rows])
-                )
-            ).scalars()
-        )
-        fresh = [r for r in rows if r["instance_pk"] not in known]
-        if fresh:
-            conn.execute(insert(instance_metadata), fresh)
+        conn.execute(insert_unless_built(conn.dialect.name), rows)
     return len(rows)
+
+
+def insert_unless_built(dialect: str) -> Any:
+    """INSERT that leaves alone rows another builder has just written: the thread and a
+    metadata request build the same new instances, and on PostgreSQL a write transaction
+    does not serialize them as SQLite's BEGIN IMMEDIATE does (a duplicate key was a 500)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(instance_metadata).on_conflict_do_nothing(
+        index_elements=[instance_metadata.c.instance_pk]
+    )
 
 
 class MetadataBuilder:

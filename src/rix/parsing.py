@@ -169,10 +169,15 @@ class SplitFile:
 
 
 def split_file(data: bytes) -> SplitFile:
-    """Locate the dataset inside a Part 10 file (or a bare dataset, as some media hold)."""
-    if len(data) >= 132 and data[128:132] == b"DICM":
+    """Locate the dataset inside a Part 10 file (or a bare dataset, as some media hold).
+
+    Some writers (dicomweb-client among them) drop the preamble and prefix but keep the
+    File Meta group: it is read as file meta, never stored as part of the dataset.
+    """
+    has_prefix = len(data) >= 132 and data[128:132] == b"DICM"
+    if has_prefix or data[:2] == b"\x02\x00":
         fp = io.BytesIO(data)
-        fp.seek(132)
+        fp.seek(132 if has_prefix else 0)
         try:
             meta = _read_file_meta_info(fp)
         except (EOFError, ValueError, struct.error) as exc:
@@ -272,14 +277,16 @@ def text_at(ds: Dataset, tag: int, keyword: str, vr: str) -> str:
     """Like ``text`` by tag: ASCII string values are read from the raw bytes directly.
 
     Converting every raw element through pydicom is most of the cost of indexing an
-    instance; plain ASCII text needs no character set and no conversion.
+    instance; plain ASCII text needs no character set and no conversion. Bytes holding
+    ESC are not plain: ISO 2022 code extensions (PS3.5 6.1.2.5.3) switch to JIS X 0208,
+    KS X 1001, ... inside 7-bit bytes, so they are decoded by pydicom per charset.
     """
     if vr not in _BINARY_VRS:
         raw = ds.get_item(tag)
         if raw is None:
             return ""
         value = raw.value
-        if isinstance(value, bytes) and value.isascii():
+        if isinstance(value, bytes) and value.isascii() and b"\x1b" not in value:
             return value.decode("ascii").strip("\x00 ")
     return text(ds, keyword)
 

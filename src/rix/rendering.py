@@ -8,6 +8,7 @@ without a window from the caller or the header, the full pixel range is shown.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ class Window:
             center, width = float(parts[0]), float(parts[1])
         except (ValueError, IndexError):
             raise InvalidQuery("window must be center,width[,function]") from None
+        if not (math.isfinite(center) and math.isfinite(width)):
+            raise InvalidQuery("window center and width must be finite numbers")
         function = parts[2].strip().lower() if len(parts) > 2 else "linear"
         if function not in ("linear", "linear_exact", "sigmoid") or width <= 0:
             raise InvalidQuery("window function must be linear, linear_exact or sigmoid, width > 0")

@@ -8,6 +8,7 @@ Explicit VR Little Endian (transcoding only on request, DESIGN.md).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,17 +73,38 @@ class AsStored(Dataset):
 
 
 def send_as_stored(assoc: Association) -> None:
-    """Make ``assoc`` send ``AsStored`` instances from their files, bytes unchanged."""
+    """Make ``assoc`` send ``AsStored`` instances from their files, bytes unchanged, and
+    keep each C-STORE response for the send that waits for it.
+
+    pynetdicom pauses the association's reactor thread during a send, but the reactor can
+    be between its pause check and its next look at the message queue when the send
+    starts; with a fast peer it then takes the C-STORE-RSP itself ("Received unexpected
+    C-STORE service message"), the send waits out the DIMSE timeout and every later
+    sub-operation of the C-MOVE fails. While a send is in flight the reactor is shown
+    an empty queue.
+    """
     original = assoc.send_c_store
     if getattr(original, "sends_as_stored", False):
         return
+    sending = threading.Event()
+    get_msg = assoc.dimse.get_msg
+
+    def reactor_safe_get_msg(block: bool = False) -> Any:
+        if not block and sending.is_set():
+            return None, None
+        return get_msg(block)
 
     def send_c_store(dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
         if isinstance(dataset, AsStored):
             dataset = dataset.stored_path  # sent chunked: STORE_SEND_CHUNKED_DATASET
-        return original(dataset, *args, **kwargs)  # type: ignore[no-any-return]
+        sending.set()
+        try:
+            return original(dataset, *args, **kwargs)  # type: ignore[no-any-return]
+        finally:
+            sending.clear()
 
     send_c_store.sends_as_stored = True  # type: ignore[attr-defined]
+    assoc.dimse.get_msg = reactor_safe_get_msg  # type: ignore[method-assign]
     assoc.send_c_store = send_c_store  # type: ignore[method-assign]
 
 

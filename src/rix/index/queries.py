@@ -33,6 +33,7 @@ TABLES = {
     Level.SERIES: series,
     Level.IMAGE: instances,
 }
+MAX_VALUES = 100  # each non-UID value is an OR term; SQLite caps expression depth
 MAX_VALUE = 1024  # a longer single value cannot match anything indexed; refuse it early
 
 
@@ -73,8 +74,11 @@ def condition(match: Match) -> ColumnElement[bool]:
     """The SQL for one key; PS3.4 C.2.2.2.1 to C.2.2.2.6."""
     attr, value = match.attribute, match.value
     # per value: a List of UID (C.2.2.2.2) may hold any number of UIDs
-    if any(len(v) > MAX_VALUE for v in value.split("\\")):
+    values_sent = value.split("\\")
+    if any(len(v) > MAX_VALUE for v in values_sent):
         raise InvalidQuery(f"{attr.keyword}: value longer than {MAX_VALUE} characters")
+    if attr.vr != "UI" and len(values_sent) > MAX_VALUES:
+        raise InvalidQuery(f"{attr.keyword}: at most {MAX_VALUES} values, got {len(values_sent)}")
     col = column(attr)
     if attr.multi:
         return or_(*(_in_list(col, v) for v in value.split("\\") if v))
@@ -94,9 +98,12 @@ def condition(match: Match) -> ColumnElement[bool]:
 
 def _integer(attr: Attribute, value: str) -> int:
     try:
-        return int(value.strip())
+        number = int(value.strip())
     except ValueError:
         raise InvalidQuery(f"{attr.keyword}: {value[:40]!r} is not an integer") from None
+    if not -(2**31) <= number < 2**32:  # IS and US both fit; SQL integers overflow past 2**63
+        raise InvalidQuery(f"{attr.keyword}: {number} is out of range")
+    return number
 
 
 def _text(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:

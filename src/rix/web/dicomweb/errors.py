@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from rix import uids
 from rix.archive import Archive
 from rix.errors import RixError
 
@@ -45,6 +46,14 @@ def check_accept(request: Request, offered: Iterable[str]) -> None:
         raise NotAcceptable(
             f"cannot answer with {', '.join(wanted)[:200]}; available: {', '.join(offered)}"
         )
+
+
+def check_uids(*path_uids: str | None) -> None:
+    """UIDs of a path are validated before any lookup (PS3.5 9.1): a malformed one is a
+    400 with its reason, not an empty answer or a 404."""
+    for uid in filter(None, path_uids):
+        if not uids.is_valid(uid):
+            raise BadRequest(f"{uid[:80]!r} is not a valid DICOM UID")
 
 
 def archive_of(request: Request) -> Archive:

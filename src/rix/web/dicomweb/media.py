@@ -153,7 +153,23 @@ def json_response(
     """JSON, gzipped when the client takes it (metadata of a CT series compresses ~20x)."""
     headers = dict(headers or {})
     headers["Vary"] = "Accept-Encoding"
-    if len(body) > 1024 and "gzip" in request.headers.get("accept-encoding", ""):
+    if len(body) > 1024 and accepts_gzip(request.headers.get("accept-encoding", "")):
         body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=media_type, headers=headers)
+
+
+def accepts_gzip(header: str) -> bool:
+    """RFC 9110 12.5.3: ``gzip`` or ``*`` with a non-zero weight; ``gzip;q=0`` refuses."""
+    weights = {}
+    for entry in header.split(","):
+        coding, _, params = entry.partition(";")
+        weight = 1.0
+        key, _, value = params.strip().partition("=")
+        if key.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        weights[coding.strip().lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0

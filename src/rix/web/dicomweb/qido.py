@@ -19,11 +19,14 @@ from rix.archive import Archive
 from rix.errors import InvalidQuery
 from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
-from rix.web.dicomweb import dicomjson
-from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept
+from rix.web.dicomweb import dicomjson, media
+from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1  # beyond any archive's rows, and within every database's integers
 MAX_INCLUDEFIELDS = 200
+MAX_VALUES = 100  # backslash-separated values of one non-UID key; each is an OR in SQL
+INTEGER_RANGES = {"IS": (-(2**31), 2**31 - 1), "US": (0, 2**16 - 1)}  # PS3.5 6.2
 CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 DICOM_JSON = "application/dicom+json"
 
@@ -111,6 +114,23 @@ def _int_param(name: str, raw: str, default: int) -> int:
     return value
 
 
+def check_values(keyword: str, vr: str, text: str) -> None:
+    """Refuse what the index would turn into a query no database runs: hundreds of OR
+    terms (SQLite's expression depth is 1000) or integers wider than a column."""
+    values = text.split("\\")
+    if vr != "UI" and len(values) > MAX_VALUES:
+        raise BadRequest(f"{keyword}: at most {MAX_VALUES} values, got {len(values)}")
+    if vr in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[vr]
+        for value in values:
+            try:
+                number = int(value.strip())
+            except ValueError:
+                continue  # the index answers "not an integer"
+            if not low <= number <= high:
+                raise BadRequest(f"{keyword}: {value[:24]} is outside {low} to {high}")
+
+
 def parse(params: list[tuple[str, str]], level: Level, fixed: Mapping[str, str]) -> QidoQuery:
     allowed = {lv for lv in Level if _rank(lv) <= _rank(level)}
     matches = [queries.Match(attribute=BY_KEYWORD[k], value=v) for k, v in fixed.items()]
@@ -136,12 +156,15 @@ def parse(params: list[tuple[str, str]], level: Level, fixed: Mapping[str, str])
         else:
             _match(key, value, allowed, matches, fields, ignored)
     requested = _int_param("limit", limit_raw, MAX_LIMIT)
+    offset = _int_param("offset", offset_raw, 0)
+    if offset > MAX_OFFSET:
+        raise BadRequest(f"offset must be at most {MAX_OFFSET}")
     return QidoQuery(
         level=level,
         matches=_fuzzy(matches, fuzzy),
         fields=fields,
         limit=min(requested, MAX_LIMIT),
-        offset=_int_param("offset", offset_raw, 0),
+        offset=offset,
         ignored=ignored,
         capped=requested > MAX_LIMIT,
     )
@@ -161,6 +184,7 @@ def _match(
         ignored.append(keyword)
         return
     text = value.replace(",", "\\") if found.vr == "UI" else value
+    check_values(keyword, found.vr, text)
     matches.append(queries.Match(attribute=found, value=text))
     if keyword not in fields:
         fields.append(keyword)
@@ -246,6 +270,7 @@ def search(archive: Archive, query: QidoQuery) -> list[dict[str, Any]]:
 
 
 def answer(request: Request, archive: Archive, level: Level, fixed: dict[str, str]) -> Response:
+    check_uids(*fixed.values())
     check_accept(request, (DICOM_JSON, "application/json"))
     query = parse(list(request.query_params.multi_items()), level, fixed)
     rows = search(archive, query)
@@ -263,7 +288,7 @@ def answer(request: Request, archive: Archive, level: Level, fixed: dict[str, st
         warnings.append(f'299 rix "The following attributes were ignored: {names}"')
     if warnings:
         headers["Warning"] = ", ".join(warnings)
-    return Response(body.encode(), media_type=DICOM_JSON, headers=headers)
+    return media.json_response(request, body.encode(), headers)
 
 
 COMMON_PARAMS: dict[str, Any] = {

@@ -28,6 +28,7 @@ from rix.web.dicomweb.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     archive_of,
+    check_uids,
 )
 from rix.web.dicomweb.multipart import Part, boundary_of, parts
 
@@ -78,7 +79,7 @@ def _failed(data: bytes, exc: RixError) -> Outcome:
 
 
 def store_part(archive: Archive, data: bytes, study: str | None) -> Outcome:
-    try:
+    try:  # parsing.split_file also reads File Meta written without a preamble
         received = received_from_file(data, source="stow")
         if study is not None:
             header = parsing.read_header(received.dataset, received.transfer_syntax)
@@ -200,8 +201,7 @@ async def _limited(request: Request, limit: int) -> Any:
 
 async def stow(request: Request, study: str | None) -> Response:
     archive = archive_of(request)
-    if study is not None and not uids.is_valid(study):
-        raise BadRequest(f"{study[:80]!r} is not a valid Study Instance UID")
+    check_uids(study)
     media.choose(media.parse_accept(request), ["application/dicom+json", "application/json"])
     limit = archive.settings.max_upload_mb << 20
     boundary, part_type = _check_request(request, limit)

@@ -13,24 +13,30 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+import structlog
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import dcmread
 from pydicom.uid import UID
 from sqlalchemy import select
 
-from rix import frames, metadata, rendering, uids
+from rix import frames, metadata, rendering
 from rix.archive import Archive
 from rix.errors import InvalidQuery, NotFound
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.schema import instance_metadata, instances, series, studies
 from rix.web.dicomweb import media
-from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of
+from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of, check_uids
+
+log = structlog.get_logger(__name__)
 
 CHUNK = 1 << 20
 IMMUTABLE = "private, max-age=31536000, immutable"  # a stored instance never changes
 REVALIDATE = "private, no-cache"  # a study or series can gain instances
+# The same URL answers single part or multipart, stored or decoded, JPEG or PNG by the
+# Accept header; without Vary a browser cache would hand one to a request for another.
+VARY = {"Vary": "Accept"}
 
 
 def _matches(study: str, series_uid: str | None, sop: str | None) -> list[queries.Match]:
@@ -45,9 +51,7 @@ def _matches(study: str, series_uid: str | None, sop: str | None) -> list[querie
 def locate(
     archive: Archive, study: str, series_uid: str | None = None, sop: str | None = None
 ) -> list[queries.StoredInstance]:
-    for uid in filter(None, (study, series_uid, sop)):
-        if not uids.is_valid(uid):
-            raise BadRequest(f"{uid[:80]!r} is not a valid DICOM UID")
+    check_uids(study, series_uid, sop)
     with archive.engine.connect() as conn:
         found = queries.stored_instances(conn, _matches(study, series_uid, sop))
     if not found:
@@ -72,15 +76,26 @@ def chunks(archive: Archive, key: str) -> Iterator[bytes]:
             yield chunk
 
 
-def transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
-    """The instance re-encoded in ``target``; only uncompressed targets are produced."""
-    if target not in media.UNCOMPRESSED:
+def check_producible(found: list[queries.StoredInstance], target: str) -> None:
+    """406 before the first byte is sent: once a 200 has started, no error can follow."""
+    if target == "*" or target in media.UNCOMPRESSED:
+        return
+    if any(item.transfer_syntax != target for item in found):
         raise NotAcceptable(f"rix does not encode {UID(target).name}; ask for it as stored (*)")
+
+
+def transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
+    """The instance re-encoded in ``target``; only uncompressed targets are produced.
+
+    Decompressing keeps the SOP Instance UID: the instance is the same one, losslessly
+    re-encoded (pydicom's ``decompress`` would otherwise mint a new UID).
+    """
+    check_producible([item], target)
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
     if UID(item.transfer_syntax).is_compressed:
         try:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)
         except Exception as exc:
             raise NotAcceptable(f"stored pixel data cannot be decompressed: {exc}") from exc
     ds.file_meta.TransferSyntaxUID = UID(target)
@@ -99,30 +114,40 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
     choice = media.choose(accepts, ["application/dicom"])
     single = len(found) == 1 and any(a.media_type == "application/dicom" for a in accepts)
     wanted = choice.transfer_syntax or media.EXPLICIT_LE
+    check_producible(found, wanted)
     tag = etag(found, wanted)
     cache = IMMUTABLE if len(found) == 1 else REVALIDATE
     if not_modified(request, tag):
-        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache})
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache, **VARY})
     mark = media.boundary()
 
-    def parts() -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
+    def parts(fallback: bool) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
+        """With ``fallback``, an instance that cannot be decompressed once the 200 has
+        started is sent as stored, its part labelled with its own transfer syntax:
+        a stream cut short would lose every instance after it."""
         for item in found:
-            if wanted in ("*", item.transfer_syntax):
-                body: Iterator[bytes] = chunks(archive, item.storage_key)
-                ts = item.transfer_syntax
-            else:
-                body, ts = iter([transcoded(archive, item, wanted)]), wanted
+            body: Iterator[bytes] = chunks(archive, item.storage_key)
+            ts = item.transfer_syntax
+            if wanted not in ("*", item.transfer_syntax):
+                try:
+                    body, ts = iter([transcoded(archive, item, wanted)]), wanted
+                except NotAcceptable as exc:
+                    if not fallback:
+                        raise
+                    log.warning("instance sent as stored", reason=exc.reason[:200])
             yield {"Content-Type": f"application/dicom; transfer-syntax={ts}"}, body
 
     if single and choice.media_type == "application/dicom":
-        headers, body = next(parts())
+        headers, body = next(parts(fallback=False))  # transcoded before answering: 406
         return StreamingResponse(
-            body, media_type=headers["Content-Type"], headers={"ETag": tag, "Cache-Control": cache}
+            body,
+            media_type=headers["Content-Type"],
+            headers={"ETag": tag, "Cache-Control": cache, **VARY},
         )
     return StreamingResponse(
-        media.multipart(parts(), mark),
+        media.multipart(parts(fallback=True), mark),
         media_type=media.multipart_type("application/dicom", mark),
-        headers={"ETag": tag, "Cache-Control": cache},
+        headers={"ETag": tag, "Cache-Control": cache, **VARY},
     )
 
 
@@ -163,6 +188,7 @@ def metadata_response(
     series_uid: str | None = None,
     sop: str | None = None,
 ) -> Response:
+    check_uids(study, series_uid, sop)
     media.choose(media.parse_accept(request), ["application/dicom+json", "application/json"])
     base = str(request.base_url).rstrip("/") + "/dicomweb"
     body, tag = series_metadata(archive, study, series_uid, sop, base)
@@ -195,83 +221,111 @@ def _instance_row(archive: Archive, study: str, series_uid: str, sop: str) -> An
         ).one()
 
 
+OCTET_STREAM = "application/octet-stream"
+LITTLE_ENDIAN_NATIVE = {media.EXPLICIT_LE, media.IMPLICIT_LE}
+
+
+def frame_answer(stored_ts: str, choice: media.Accept) -> str:
+    """How to answer a frames request (PS3.18 8.7.3.5.3, Table 8.7.3-5): ``stored``
+    (the compressed bitstreams as stored), ``native`` (stored little endian bytes,
+    which are the Explicit VR Little Endian frames) or ``decoded``; 406 otherwise."""
+    wanted = choice.transfer_syntax
+    if stored_ts not in media.UNCOMPRESSED:
+        stored_type = media.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
+        if choice.part_type == stored_type != OCTET_STREAM and wanted in (None, "*", stored_ts):
+            return "stored"
+    if choice.part_type == OCTET_STREAM and wanted in (None, "*", media.EXPLICIT_LE):
+        return "native" if stored_ts in LITTLE_ENDIAN_NATIVE else "decoded"
+    raise NotAcceptable(
+        f"frames of this instance are offered as stored ({UID(stored_ts).name}) or as "
+        f"{OCTET_STREAM} in Explicit VR Little Endian, not {wanted}"
+    )
+
+
 def frames_response(
     request: Request, archive: Archive, study: str, series_uid: str, sop: str, frame_list: str
 ) -> Response:
     numbers = parse_frame_list(frame_list)
     row = _instance_row(archive, study, series_uid, sop)
     stored_ts = row.transfer_syntax
-    native = stored_ts in media.UNCOMPRESSED
-    stored_type = (
-        "application/octet-stream"
-        if native
-        else media.FRAME_MEDIA_TYPES.get(stored_ts, "application/octet-stream")
-    )
-    offers = list(dict.fromkeys([stored_type, "application/octet-stream"]))
-    choice = media.choose(media.parse_accept(request), offers)
-    wanted_ts = choice.transfer_syntax
-    as_stored = choice.part_type == stored_type and (
-        wanted_ts in (None, "*", stored_ts)
-        if not native
-        else wanted_ts in (None, "*", stored_ts, media.EXPLICIT_LE)
-    )
-    tag = f'"{row.sha256[:24]}-{frame_list[:64]}-{int(as_stored)}"'
+    stored_type = media.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
+    offers = list(dict.fromkeys([stored_type, OCTET_STREAM]))
+    answer = frame_answer(stored_ts, media.choose(media.parse_accept(request), offers))
+    tag = f'"{row.sha256[:24]}-{frame_list[:64]}-{answer}"'
     if not_modified(request, tag):
-        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": IMMUTABLE})
-    pl = frames.layout(archive.store, row.storage_key, stored_ts, row.pixel_data_offset)
-    if as_stored:
-        bodies = [frames.frame(archive.store, pl, n) for n in numbers]
-        part_type, ts = stored_type, stored_ts
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": IMMUTABLE, **VARY})
+    if answer == "decoded":
+        bodies = _decoded_frames(archive, row.storage_key, numbers)
+        part_type, ts = OCTET_STREAM, media.EXPLICIT_LE
     else:
-        bodies = [_decoded_frame(archive, row.storage_key, n) for n in numbers]
-        part_type, ts = "application/octet-stream", media.EXPLICIT_LE
+        pl = frames.layout(archive.store, row.storage_key, stored_ts, row.pixel_data_offset)
+        bodies = [frames.frame(archive.store, pl, n) for n in numbers]
+        part_type, ts = OCTET_STREAM, media.EXPLICIT_LE
+        if answer == "stored":
+            part_type, ts = stored_type, stored_ts
     mark = media.boundary()
     parts = [({"Content-Type": f"{part_type}; transfer-syntax={ts}"}, [b]) for b in bodies]
     return StreamingResponse(
         media.multipart(parts, mark),
         media_type=media.multipart_type(part_type, mark),
-        headers={"ETag": tag, "Cache-Control": IMMUTABLE},
+        headers={"ETag": tag, "Cache-Control": IMMUTABLE, **VARY},
     )
 
 
-def _decoded_frame(archive: Archive, key: str, number: int) -> bytes:
+def _decoded_frames(archive: Archive, key: str, numbers: list[int]) -> list[bytes]:
+    """Frames decoded by pydicom, raw (no colour conversion), little endian: for
+    compressed, big endian and deflated instances."""
     from pydicom.pixels import pixel_array  # type: ignore[attr-defined]
 
     with archive.store.open(key) as f:
         ds = dcmread(f)
     count = int(ds.get("NumberOfFrames") or 1)
-    if number > count:
-        raise NotFound(f"frame {number} does not exist; the instance has {count}")
-    try:
-        pixels = pixel_array(ds, index=number - 1 if count > 1 else None, raw=True)
-    except Exception as exc:
-        raise NotAcceptable(f"stored pixel data cannot be decompressed: {exc}") from exc
-    return bytes(pixels.astype(pixels.dtype.newbyteorder("<")).tobytes())
+    out = []
+    for number in numbers:
+        if number > count:
+            raise NotFound(f"frame {number} does not exist; the instance has {count}")
+        try:
+            pixels = pixel_array(ds, index=number - 1 if count > 1 else None, raw=True)
+        except Exception as exc:
+            raise NotAcceptable(f"stored pixel data cannot be decompressed: {exc}") from exc
+        out.append(bytes(pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()))
+    return out
 
 
-def bulk_response(archive: Archive, study: str, series_uid: str, sop: str, tag: str) -> Response:
+def bulk_response(
+    request: Request, archive: Archive, study: str, series_uid: str, sop: str, path: str
+) -> Response:
+    """The value a BulkDataURI of ``rix.metadata`` names: ``TAG`` or ``SEQ/ITEM/.../TAG``."""
+    media.choose(media.parse_accept(request), [OCTET_STREAM])
     row = _instance_row(archive, study, series_uid, sop)
-    try:
-        number = int(tag, 16)
-    except ValueError:
-        raise BadRequest("bulk data is addressed by an 8-digit hexadecimal tag") from None
     with archive.store.open(row.storage_key) as f:
         ds = dcmread(f)
-    if number not in ds:
-        raise NotFound(f"the instance has no element {tag.upper()}")
-    value = ds[number].value
+    try:
+        elem = metadata.element_at(ds, path)
+    except ValueError as exc:
+        raise BadRequest(
+            f"bulk data is addressed by 8-digit hexadecimal tags and item numbers: {exc}"
+        ) from None
+    except (KeyError, IndexError):
+        raise NotFound(f"the instance has no element {path[:80].upper()}") from None
+    value = elem.value
     if not isinstance(value, bytes | bytearray):
-        raise NotFound(f"element {tag.upper()} is not bulk data")
+        raise NotFound(f"element {path[:80].upper()} is not bulk data")
     mark = media.boundary()
     return StreamingResponse(
         media.multipart([({"Content-Type": "application/octet-stream"}, [bytes(value)])], mark),
         media_type=media.multipart_type("application/octet-stream", mark),
-        headers={"Cache-Control": IMMUTABLE},
+        headers={"Cache-Control": IMMUTABLE, **VARY},
     )
 
 
 def rendered_response(
-    request: Request, archive: Archive, key: str, frame: int = 1, thumbnail: bool = False
+    request: Request,
+    archive: Archive,
+    key: str,
+    frame: int = 1,
+    thumbnail: bool = False,
+    cache: str = IMMUTABLE,
 ) -> Response:
     choice = media.choose(media.parse_accept(request), ["image/jpeg", "image/png"])
     params = request.query_params
@@ -297,14 +351,38 @@ def rendered_response(
         media_type=choice.part_type,
         quality=quality,
     )
-    return Response(image, media_type=choice.part_type, headers={"Cache-Control": IMMUTABLE})
+    return Response(image, media_type=choice.part_type, headers={"Cache-Control": cache, **VARY})
 
 
-def _middle(found: list[queries.StoredInstance]) -> queries.StoredInstance:
-    return found[len(found) // 2]
+def thumbnail_response(
+    request: Request, archive: Archive, found: list[queries.StoredInstance]
+) -> Response:
+    """A study's or series' thumbnail: its middle instance, or the nearest one that can be
+    rendered (an SR or a KOS in the middle has no picture). Revalidated, not immutable:
+    the middle moves when the study gains instances."""
+    middle = len(found) // 2
+    nearest = sorted(range(len(found)), key=lambda i: abs(i - middle))[:MAX_THUMBNAIL_TRIES]
+    failure = rendering.CannotRender("no instance near the middle has a picture to render")
+    for index in nearest:
+        try:
+            return rendered_response(
+                request, archive, found[index].storage_key, thumbnail=True, cache=REVALIDATE
+            )
+        except rendering.CannotRender as exc:
+            failure = exc
+    raise failure
+
+
+MAX_THUMBNAIL_TRIES = 16
 
 
 router = APIRouter(tags=["WADO-RS"])
+
+# PS3.18 8.3.5.1: the query parameters of rendered resources, declared for the OpenAPI
+# document; rendered_response reads them from the request.
+WINDOW = Query(None, description="`center,width[,linear|linear_exact|sigmoid]`")
+VIEWPORT = Query(None, description="`width,height` of the box to fit, 1 to 4096 pixels")
+QUALITY = Query(None, description="JPEG quality, 1 to 100")
 
 
 @router.get("/studies/{study}", summary="Retrieve a study")
@@ -356,19 +434,29 @@ def get_frames(request: Request, study: str, series: str, sop: str, frame_list: 
 
 
 @router.get(
-    "/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}",
+    "/studies/{study}/series/{series}/instances/{sop}/bulk/{path:path}",
     summary="Bulk data of an instance",
+    description="`path` is a tag (`7FE00010`), or inside sequences "
+    "`SEQUENCE/ITEM/.../TAG` with items counted from 0, as in the metadata's BulkDataURIs.",
 )
-def get_bulk(request: Request, study: str, series: str, sop: str, tag: str) -> Response:
+def get_bulk(request: Request, study: str, series: str, sop: str, path: str) -> Response:
     archive = archive_of(request)
-    return bulk_response(archive, study, series, sop, tag)
+    return bulk_response(request, archive, study, series, sop, path)
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances/{sop}/rendered",
     summary="An instance rendered as JPEG or PNG",
 )
-def rendered_instance(request: Request, study: str, series: str, sop: str) -> Response:
+def rendered_instance(
+    request: Request,
+    study: str,
+    series: str,
+    sop: str,
+    window: str | None = WINDOW,
+    viewport: str | None = VIEWPORT,
+    quality: str | None = QUALITY,
+) -> Response:
     archive = archive_of(request)
     (item,) = locate(archive, study, series, sop)
     return rendered_response(request, archive, item.storage_key)
@@ -378,31 +466,59 @@ def rendered_instance(request: Request, study: str, series: str, sop: str) -> Re
     "/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
     summary="A frame rendered as JPEG or PNG",
 )
-def rendered_frame(request: Request, study: str, series: str, sop: str, frame: int) -> Response:
+def rendered_frame(
+    request: Request,
+    study: str,
+    series: str,
+    sop: str,
+    frame: int,
+    window: str | None = WINDOW,
+    viewport: str | None = VIEWPORT,
+    quality: str | None = QUALITY,
+) -> Response:
     archive = archive_of(request)
     (item,) = locate(archive, study, series, sop)
     return rendered_response(request, archive, item.storage_key, frame)
 
 
 @router.get("/studies/{study}/thumbnail", summary="Thumbnail of a study")
-def study_thumbnail(request: Request, study: str) -> Response:
+def study_thumbnail(
+    request: Request,
+    study: str,
+    window: str | None = WINDOW,
+    viewport: str | None = VIEWPORT,
+    quality: str | None = QUALITY,
+) -> Response:
     archive = archive_of(request)
-    item = _middle(locate(archive, study))
-    return rendered_response(request, archive, item.storage_key, thumbnail=True)
+    return thumbnail_response(request, archive, locate(archive, study))
 
 
 @router.get("/studies/{study}/series/{series}/thumbnail", summary="Thumbnail of a series")
-def series_thumbnail(request: Request, study: str, series: str) -> Response:
+def series_thumbnail(
+    request: Request,
+    study: str,
+    series: str,
+    window: str | None = WINDOW,
+    viewport: str | None = VIEWPORT,
+    quality: str | None = QUALITY,
+) -> Response:
     archive = archive_of(request)
-    item = _middle(locate(archive, study, series))
-    return rendered_response(request, archive, item.storage_key, thumbnail=True)
+    return thumbnail_response(request, archive, locate(archive, study, series))
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances/{sop}/thumbnail",
     summary="Thumbnail of an instance",
 )
-def instance_thumbnail(request: Request, study: str, series: str, sop: str) -> Response:
+def instance_thumbnail(
+    request: Request,
+    study: str,
+    series: str,
+    sop: str,
+    window: str | None = WINDOW,
+    viewport: str | None = VIEWPORT,
+    quality: str | None = QUALITY,
+) -> Response:
     archive = archive_of(request)
     (item,) = locate(archive, study, series, sop)
     return rendered_response(request, archive, item.storage_key, thumbnail=True)

@@ -1,0 +1,72 @@
+"""C-CANCEL of a C-FIND in progress (PS3.4 C.4.1.3.2, PS3.7 9.3.2.3)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import build_context
+
+from tests.dicom.synthetic import uid
+from tests.peers import scu
+from tests.peers.server import RixServer
+
+CANCEL, SUCCESS, PENDING = 0xFE00, 0x0000, 0xFF00
+BULK = 600  # instances of one study: answers keep coming for a while after the cancel
+BULK_STUDY = uid("bulk")
+
+
+def bulk_instance(number: int) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = uid("bulk", str(number))
+    ds.StudyInstanceUID = BULK_STUDY
+    ds.SeriesInstanceUID = uid("bulk", "series")
+    ds.PatientID = "BULK-001"
+    ds.PatientName = "Bulk^Patient"
+    ds.Modality = "OT"
+    ds.InstanceNumber = number
+    return ds
+
+
+@pytest.fixture(scope="module")
+def bulk_study(rix_server: RixServer) -> str:
+    numbers = list(range(1, BULK + 1))
+    batches = [[bulk_instance(n) for n in numbers[k::4]] for k in range(4)]
+    with ThreadPoolExecutor(4) as pool:  # four associations share the index's commits
+        answers = pool.map(lambda batch: scu.store_datasets(rix_server.dicom_port, batch), batches)
+        statuses = [status for batch in answers for status in batch]
+    assert statuses == [SUCCESS] * BULK
+    return BULK_STUDY
+
+
+def every_instance(study_uid: str) -> Dataset:
+    return scu.query("IMAGE", StudyInstanceUID=study_uid, SOPInstanceUID="", InstanceNumber="")
+
+
+def test_cfind_of_the_bulk_study_lists_every_instance(
+    rix_server: RixServer, bulk_study: str
+) -> None:
+    result = scu.find(rix_server.dicom_port, every_instance(bulk_study))
+    assert (result.status, len(result.matches)) == (SUCCESS, BULK)
+
+
+def test_cancel_stops_a_cfind_after_some_pending_responses(
+    rix_server: RixServer, bulk_study: str
+) -> None:
+    model = scu.STUDY_ROOT_FIND
+    with scu.association(rix_server.dicom_port, [build_context(model)]) as assoc:
+        context_id = assoc.accepted_contexts[0].context_id
+        statuses = []
+        for status, _identifier in assoc.send_c_find(every_instance(bulk_study), model, msg_id=7):
+            statuses.append(int(status.Status))
+            if statuses == [PENDING]:
+                assoc.send_c_cancel(7, context_id)
+        pending = statuses.count(PENDING)
+        assert statuses[-1] == CANCEL
+        assert 1 <= pending < BULK
+        assert statuses == [PENDING] * pending + [CANCEL]
+        # the association is still usable after the cancel
+        again = list(assoc.send_c_find(scu.query("STUDY", StudyInstanceUID=bulk_study), model))
+        assert [int(s.Status) for s, _ in again] == [PENDING, SUCCESS]
