@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -195,9 +196,17 @@ def insert_unless_built(dialect: str) -> Any:
 
 
 class MetadataBuilder:
-    """A thread that builds metadata for newly indexed instances, a batch at a time."""
+    """A thread that builds metadata for newly indexed instances, a batch at a time.
 
-    def __init__(self, archive: Archive, interval: float = 0.5, batch: int = 200) -> None:
+    It waits for a pause in storing (``QUIET`` seconds without an index commit) so it
+    never takes CPU from a modality's send, but defers at most ``MAX_DEFER`` seconds;
+    anything a viewer asks for before then is built by the route on demand.
+    """
+
+    QUIET = 1.0
+    MAX_DEFER = 30.0
+
+    def __init__(self, archive: Archive, interval: float = 0.5, batch: int = 50) -> None:
         self.archive = archive
         self.interval = interval
         self.batch = batch
@@ -212,9 +221,19 @@ class MetadataBuilder:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _busy(self, waiting_since: float) -> bool:
+        now = time.monotonic()
+        storing = now - self.archive.writer.last_commit < self.QUIET
+        return storing and now - waiting_since < self.MAX_DEFER
+
     def _run(self) -> None:
         after = 0
+        waiting_since = time.monotonic()
         while not self._stop.is_set():
+            if self._busy(waiting_since):
+                self._stop.wait(self.interval)
+                continue
+            waiting_since = time.monotonic()
             try:
                 with self.archive.engine.connect() as conn:
                     items = pending(conn, after=after, limit=self.batch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class IndexWriter:
         self._thread.start()
         self.batches = 0
         self.operations = 0
+        self.last_commit = 0.0  # time.monotonic() of the latest commit; 0 before any
 
     def add_instance(self, record: write.InstanceRecord) -> write.AddResult:
         """Index one instance in the next group transaction; return once committed."""
@@ -104,6 +106,7 @@ class IndexWriter:
             return
         self.batches += 1
         self.operations += len(batch)
+        self.last_commit = time.monotonic()
         for item, result in zip(records, added, strict=True):
             item.future.set_result(result)
         for item, (value, error) in zip(others, outcomes, strict=True):
