@@ -16,7 +16,7 @@ $(BIN)/rix: pyproject.toml
 venv: $(BIN)/rix
 
 ## make run: install rix, load the demo region, serve DICOM on 11112 and HTTP on 8042
-run: venv
+run: venv debs
 	$(BIN)/rix demo --data $(DATA)
 	@echo
 	@echo "rix is starting. Try, from another terminal:"
