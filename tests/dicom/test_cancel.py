@@ -1,4 +1,8 @@
-"""C-CANCEL of a C-FIND in progress (PS3.4 C.4.1.3.2, PS3.7 9.3.2.3)."""
+"""C-CANCEL of a C-FIND and of a C-MOVE in progress (PS3.4 C.4.1.3.2, C.4.2.3.2).
+
+A study of many small instances keeps the answers coming for a while after the cancel,
+so the cancel lands in the middle of the operation.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import build_context
 
 from tests.dicom.synthetic import uid
-from tests.peers import scu
+from tests.peers import dcmtk, scu
 from tests.peers.server import RixServer
 
 CANCEL, SUCCESS, PENDING = 0xFE00, 0x0000, 0xFF00
-BULK = 600  # instances of one study: answers keep coming for a while after the cancel
+BULK = 600
 BULK_STUDY = uid("bulk")
 
 
@@ -24,7 +28,7 @@ def bulk_instance(number: int) -> Dataset:
     ds.StudyInstanceUID = BULK_STUDY
     ds.SeriesInstanceUID = uid("bulk", "series")
     ds.PatientID = "BULK-001"
-    ds.PatientName = "Bulk^Patient"
+    ds.PatientName = "Zeta^Bulk"  # matches none of the name patterns of test_find
     ds.Modality = "OT"
     ds.InstanceNumber = number
     return ds
@@ -70,3 +74,33 @@ def test_cancel_stops_a_cfind_after_some_pending_responses(
         # the association is still usable after the cancel
         again = list(assoc.send_c_find(scu.query("STUDY", StudyInstanceUID=bulk_study), model))
         assert [int(s.Status) for s, _ in again] == [PENDING, SUCCESS]
+
+
+def test_cancel_stops_a_cmove_and_counts_the_remaining_sub_operations(
+    rix_server: RixServer, bulk_study: str
+) -> None:
+    model = scu.STUDY_ROOT_MOVE
+    with scu.CaptureSCP("CANCELDEST") as destination:
+        rix_server.rix(
+            "ae", "add", destination.ae_title, "--host", dcmtk.HOST, "--port", str(destination.port)
+        )
+        with scu.association(rix_server.dicom_port, [build_context(model)]) as assoc:
+            context_id = assoc.accepted_contexts[0].context_id
+            query = scu.query("STUDY", StudyInstanceUID=bulk_study)
+            responses = []
+            for status, _identifier in assoc.send_c_move(query, destination.ae_title, model, 9):
+                responses.append(status)
+                if len(responses) == 1:
+                    assoc.send_c_cancel(9, context_id)
+        received = len(destination.received)
+    final = responses[-1]
+    assert [int(r.Status) for r in responses[:-1]] == [PENDING] * (len(responses) - 1)
+    assert int(final.Status) == CANCEL
+    done = int(final.NumberOfCompletedSuboperations)
+    assert 1 <= done < BULK
+    assert (int(final.NumberOfFailedSuboperations), int(final.NumberOfWarningSuboperations)) == (
+        0,
+        0,
+    )
+    assert int(final.NumberOfRemainingSuboperations) == BULK - done
+    assert received == done
