@@ -6,14 +6,17 @@ while the all-studies C-FIND repeats, and prints the top frames (self and inclus
 idle threads excluded) and the share of each package. Raw stacks are kept in
 ``bench/work/profiles/`` (flamegraph-compatible collapsed format).
 
-    .venv/bin/python bench/hotspots.py [--rate 100] [--top 15] [--gil]
+``--dicomweb`` samples the WADO-RS loads of ``run.py --only dicomweb`` instead, on a rix
+holding the CT: the series metadata (gzip), ``frames/1`` of every slice (uncompressed)
+and the whole series as multipart DICOM, each request as ``run.py`` makes it.
+
+    .venv/bin/python bench/hotspots.py [--rate 100] [--top 15] [--gil] [--dicomweb]
     .venv/bin/pip install py-spy   # if missing
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -31,7 +34,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 import dataset
+import dicomweb
 import dimse
+from processes import cpu_seconds, wait_idle
 from rixserver import RixServer
 
 PROFILES = dataset.WORK / "profiles"
@@ -119,23 +124,21 @@ def _package(frame: str) -> str:
     return parts[0].removesuffix(".py")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads so far (proc(5))."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--top", type=int, default=15, help="frames per table")
     parser.add_argument("--queries", type=int, default=20, help="all-studies C-FINDs sampled")
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
+    parser.add_argument("--dicomweb", action="store_true", help="sample WADO-RS loads instead")
+    parser.add_argument("--requests", type=int, default=300, help="WADO-RS requests sampled")
     args = parser.parse_args()
     console = Console()
     PROFILES.mkdir(parents=True, exist_ok=True)
     with Progress(console=console) as progress:
         data = dataset.load_or_generate(progress)
+    if args.dicomweb:
+        return web_hotspots(args, console, data)
     suffix = "-gil" if args.gil else ""
     ingest = PROFILES / f"rix-ingest-4{suffix}.txt"
     find_all = PROFILES / f"rix-find-all{suffix}.txt"
@@ -163,6 +166,54 @@ def main() -> int:
     what = "GIL-holding samples" if args.gil else "samples of active threads"
     summarise(console, f"rix, C-STORE small on 4 associations, {what}", ingest, args.top)
     summarise(console, f"rix, C-FIND all studies, {what}", find_all, args.top)
+    console.print(f"raw stacks: {PROFILES}")
+    return 0
+
+
+def web_hotspots(args: argparse.Namespace, console: Console, data: dataset.BenchData) -> int:
+    """rix holding the CT, metadata built; each WADO-RS load sampled on its own."""
+    suffix = "-gil" if args.gil else ""
+    series = dicomweb.Series.from_files(data.ct)
+    frames = [series.frame_path(sop) for sop in series.sop_uids]
+    frame_accept = dicomweb.ALL_FRAMES
+    loads = {
+        "metadata": ("WADO-RS series metadata, gzip", series.path + "/metadata",
+                     dicomweb.DICOM_JSON, None, args.requests),
+        "frames": ("WADO-RS frames/1, uncompressed", "", frame_accept, "identity",
+                   args.requests),
+        "series": ("WADO-RS whole series", series.path, dicomweb.ALL_DICOM, None,
+                   max(args.requests // 30, 3)),
+    }  # fmt: skip
+    raws: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="hotspots-", dir=dataset.WORK) as tmp:
+        rix = RixServer(root=Path(tmp), move_destination=dimse.Peer(ae_title="DEST", port=9))
+        try:
+            rix.start_empty()
+            outcome = dimse.store(rix.peer, data.ct, 1, Path(tmp))
+            for problem in outcome.problems:
+                console.print(f"[red]problem:[/red] {problem}")
+            wait_idle(rix.pid, timeout=120)  # the metadata builder has done the CT
+            with dicomweb.connect(rix.dicomweb) as endpoint:
+                for name, (title, path, accept, encoding, count) in loads.items():
+                    paths = [path or frames[i % len(frames)] for i in range(count)]
+                    for warm in paths[:3]:
+                        dicomweb.get(endpoint, warm, accept, None, encoding)
+                    raws[name] = PROFILES / f"rix-{name}{suffix}.txt"
+                    cpu, wall = cpu_seconds(rix.pid), time.perf_counter()
+                    with sampled(rix.pid, raws[name], args.rate, args.gil):
+                        replies = [dicomweb.get(endpoint, p, accept, None, encoding) for p in paths]
+                    busy = _busy(rix.pid, cpu, wall)
+                    seconds = sorted(r.seconds for r in replies)
+                    failed = {r.problem() for r in replies if not r.ok}
+                    console.print(
+                        f"{title}: {count} requests, median {seconds[count // 2] * 1000:.1f} ms; "
+                        f"{busy}" + (f"; [red]failed:[/red] {failed}" if failed else "")
+                    )
+        finally:
+            rix.stop()
+    what = "GIL-holding samples" if args.gil else "samples of active threads"
+    for name, (title, *_rest) in loads.items():
+        summarise(console, f"rix, {title}, {what}", raws[name], args.top)
     console.print(f"raw stacks: {PROFILES}")
     return 0
 

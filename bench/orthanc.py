@@ -4,7 +4,10 @@ Configured for the same durability as rix (``SyncStorageArea``: every file fsync
 SQLite index commits before the C-STORE answer) and otherwise as shipped: the storage
 cache, ``StorageAccessOnFind`` and thread counts keep their defaults. ``TCP_NODELAY=1``
 goes in its environment: DCMTK, which Orthanc's DICOM server is built on, leaves Nagle on
-otherwise and every DIMSE round trip then waits ~40 ms for a delayed ACK.
+otherwise and every DIMSE round trip then waits ~40 ms for a delayed ACK. The DICOMweb
+plugin gets only its root; the rest is as shipped: case-sensitive QIDO
+(``QidoCaseSensitive``), series metadata read from the stored files (``SeriesMetadata``
+``Full``), and Orthanc gzips answers a client accepts gzip for (``HttpCompressionEnabled``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from processes import stop, tethered
 
 BINARY = Path("/usr/sbin/Orthanc")
 PLUGINS = Path("/usr/share/orthanc/plugins")
-DICOMWEB_PLUGIN = PLUGINS / "libOrthancDicomWeb.so"  # loaded now; DICOMweb is measured later
+DICOMWEB_PLUGIN = PLUGINS / "libOrthancDicomWeb.so"
+DICOMWEB_ROOT = "/dicom-web/"
 
 
 @dataclass(kw_only=True)
@@ -44,6 +48,11 @@ class OrthancServer:
     @property
     def peer(self) -> Peer:
         return Peer(ae_title=self.ae_title, port=self.dicom_port)
+
+    @property
+    def dicomweb(self) -> str:
+        """The plugin's DICOMweb root, configured in ``config`` (its other options as shipped)."""
+        return f"http://{LOOPBACK}:{self.http_port}{DICOMWEB_ROOT.rstrip('/')}"
 
     @property
     def pid(self) -> int:
@@ -73,7 +82,7 @@ class OrthancServer:
             "LimitFindResults": 0,
             "LimitFindInstances": 0,
             "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "DicomWeb": {"Enable": True, "Root": DICOMWEB_ROOT},
         }
 
     def start_empty(self) -> None:

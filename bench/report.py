@@ -8,6 +8,7 @@ throughput higher is better, for latency lower is better, and each target says w
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ class Figure:
     unit: str
     higher_is_better: bool
     target: float | None = None
+    part: str = "dimse"
 
     @property
     def better(self) -> str:
@@ -65,8 +67,38 @@ FIGURES = (
            higher_is_better=True, target=1.0),
     Figure(key="get_ct", label="C-GET CT study with getscu", unit="MB/s",
            higher_is_better=True, target=1.0),
+    Figure(key="qido_name", label="QIDO-RS studies PatientName=SMI*", unit="ms",
+           higher_is_better=False, target=0.3, part="dicomweb"),
+    Figure(key="qido_fuzzy", label="QIDO-RS studies PatientName=smi, fuzzymatching", unit="ms",
+           higher_is_better=False, target=0.3, part="dicomweb"),
+    Figure(key="qido_date", label="QIDO-RS studies StudyDate range", unit="ms",
+           higher_is_better=False, target=0.3, part="dicomweb"),
+    Figure(key="qido_modality", label="QIDO-RS studies ModalitiesInStudy=MR", unit="ms",
+           higher_is_better=False, target=0.3, part="dicomweb"),
+    Figure(key="qido_page", label="QIDO-RS studies, first page (limit=100)", unit="ms",
+           higher_is_better=False, target=0.3, part="dicomweb"),
+    Figure(key="metadata_gzip", label="WADO-RS CT series metadata, gzip", unit="ms",
+           higher_is_better=False, target=0.1, part="dicomweb"),
+    Figure(key="metadata_plain", label="WADO-RS CT series metadata, uncompressed", unit="ms",
+           higher_is_better=False, part="dicomweb"),
+    Figure(key="series_rate", label="WADO-RS CT series, multipart DICOM", unit="MB/s",
+           higher_is_better=True, target=1.0, part="dicomweb"),
+    Figure(key="series_first_byte", label="WADO-RS CT series, time to first byte", unit="ms",
+           higher_is_better=False, target=0.5, part="dicomweb"),
+    Figure(key="frame", label="WADO-RS CT frames/1, gzip accepted", unit="ms",
+           higher_is_better=False, target=1.0, part="dicomweb"),
+    Figure(key="frame_plain", label="WADO-RS CT frames/1, uncompressed", unit="ms",
+           higher_is_better=False, target=1.0, part="dicomweb"),
+    Figure(key="stow", label="STOW-RS small, 50 instances a request", unit="inst/s",
+           higher_is_better=True, part="dicomweb"),
 )  # fmt: skip
 BY_KEY = {f.key: f for f in FIGURES}
+PARTS = ("dimse", "dicomweb")
+
+
+def figures(parts: Sequence[str]) -> list[Figure]:
+    """The figures of the parts that ran, in table order."""
+    return [f for f in FIGURES if f.part in parts]
 
 
 @dataclass
@@ -123,12 +155,14 @@ def _row(results: Results, figure: Figure) -> list[str]:
 HEADERS = ("measurement", "unit", "better", "rix", "Orthanc", "rix/Orthanc", "target", "met")
 
 
-def print_table(console: Console, results: Results) -> None:
+def print_table(console: Console, results: Results, parts: Sequence[str] = PARTS) -> None:
     table = Table(title="rix vs Orthanc (medians)")
     for header in HEADERS:
         table.add_column(header, justify="left" if header == "measurement" else "right")
-    for figure in FIGURES:
-        table.add_row(*_row(results, figure))
+    shown = figures(parts)
+    for figure, following in zip(shown, [*shown[1:], None], strict=True):
+        ends_part = following is not None and following.part != figure.part
+        table.add_row(*_row(results, figure), end_section=ends_part)
     console.print(table)
     for line in results.notes:
         console.print(f"note: {line}")
@@ -136,15 +170,18 @@ def print_table(console: Console, results: Results) -> None:
         console.print(f"[red]problem:[/red] {line}")
 
 
-def markdown(results: Results, facts: Facts, duration: float, settings: str) -> str:
+def markdown(
+    results: Results, facts: Facts, duration: float, settings: str, parts: Sequence[str] = PARTS
+) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    shown = figures(parts)
     lines = [f"## {when}", ""]
     lines += [f"- {line}" for line in facts.lines()]
     lines += [f"- run: {duration / 60:.1f} min; {settings}", ""]
     lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(_row(results, f)) + " |" for f in FIGURES]
+    lines += ["| " + " | ".join(_row(results, f)) + " |" for f in shown]
     lines += ["", "Samples:", ""]
-    for figure in FIGURES:
+    for figure in shown:
         per_server = results.samples.get(figure.key, {})
         text = "; ".join(f"{name} {_spread(per_server.get(name, []))}" for name in SERVERS)
         lines.append(f"- {figure.key} ({figure.unit}): {text}")
@@ -179,6 +216,22 @@ What is measured (the median of several runs of each):
 - **C-MOVE**: the CT study (requested with `bench/scu.py`) to a DCMTK `storescp --ignore`.
   MB/s.
 - **C-GET**: the CT study with DCMTK `getscu --ignore`. MB/s.
+- **DICOMweb** (`run.py --only dicomweb` runs this part alone) on the same stored data,
+  rix at `/dicomweb`, Orthanc's DICOMweb plugin at `/dicom-web`, each over one persistent
+  HTTP/1.1 connection (`requests`, bodies read raw to the last byte and not decoded):
+  - **QIDO-RS**: studies, median latency of up to 30 repetitions: `PatientName=SMI*`,
+    `PatientName=smi&fuzzymatching=true`, the two-year `StudyDate` range,
+    `ModalitiesInStudy=MR`, and a first page of 100 (`limit=100`), with a browser's
+    `Accept-Encoding`. The match counts of both servers are compared first.
+  - **WADO-RS series metadata** of the CT: median of 10, gzip as a browser asks for it,
+    and uncompressed (`Accept-Encoding: identity`).
+  - **WADO-RS series**: the whole CT as `multipart/related; type="application/dicom";
+    transfer-syntax=*`; MB/s of its DICOM files, and the time to the first body byte.
+  - **WADO-RS frame**: `frames/1` of 50 CT instances, each asked for once, as
+    `multipart/related; type="application/octet-stream"; transfer-syntax=*`, with a
+    browser's `Accept-Encoding` (Orthanc then gzips the frame; rix does not) and
+    uncompressed. Median latency in ms.
+  - **STOW-RS**: 500 of the small instances, 50 a request, into an empty store. inst/s.
 
 Ratios are rix/Orthanc: for throughput (inst/s, MB/s) higher is better, for latency (ms)
 lower is better. Targets:
@@ -189,6 +242,10 @@ lower is better. Targets:
 | C-STORE CT, MB/s | rix >= 1.5x Orthanc |
 | every C-FIND median latency | rix <= 0.5x Orthanc |
 | C-MOVE and C-GET, MB/s | rix >= 1.0x Orthanc |
+| every QIDO-RS median latency | rix <= 0.3x Orthanc |
+| WADO-RS series metadata (gzip) | rix <= 0.1x Orthanc |
+| WADO-RS series, MB/s; its time to first byte | rix >= 1.0x Orthanc; <= 0.5x |
+| WADO-RS frame median latency (both encodings) | rix <= 1.0x Orthanc |
 
 """
 

@@ -42,6 +42,11 @@ class RixServer:
         return Peer(ae_title=self.ae_title, port=self.dicom_port)
 
     @property
+    def dicomweb(self) -> str:
+        """The root ``rix.web.app`` mounts QIDO-RS, WADO-RS and STOW-RS under."""
+        return f"http://{LOOPBACK}:{self.http_port}/dicomweb"
+
+    @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid

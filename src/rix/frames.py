@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -40,6 +41,12 @@ class PixelLayout:
 
 
 def layout(store: ObjectStore, key: str, transfer_syntax: str, offset: int | None) -> PixelLayout:
+    """The pixel layout of a stored object; cached, since stored objects never change."""
+    return _layout(store, key, transfer_syntax, offset)  # type: ignore[arg-type]  # stores hash by identity
+
+
+@lru_cache(maxsize=8192)
+def _layout(store: ObjectStore, key: str, transfer_syntax: str, offset: int | None) -> PixelLayout:
     with store.open(key) as f:
         if offset is None:  # indexed before offsets were recorded, or deflated: look now
             offset = _find_pixel_data(f.read())

@@ -82,7 +82,10 @@ def test_retrieving_a_large_study_streams_it(
     received = received_while_streaming(http, f"/studies/{large_study.study_uid}", ANY_SYNTAX)
     growth = (rss_kib(pid, "VmHWM") - before) * 1024
     assert received > large_study.bytes_stored  # every instance, plus multipart framing
-    assert growth < large_study.bytes_stored / 4, (growth, large_study.bytes_stored)
+    # a stream holds a few MiB of buffers whatever the study's size; a buffered answer
+    # would grow by the whole study
+    allowed = max(large_study.bytes_stored / 4, 16 << 20)
+    assert growth < allowed < large_study.bytes_stored, (growth, large_study.bytes_stored)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

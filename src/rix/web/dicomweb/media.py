@@ -125,16 +125,30 @@ def boundary() -> str:
     return "rix-" + secrets.token_hex(12)
 
 
+FLUSH = 1 << 20
+
+
 def multipart(
     parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], mark: str
 ) -> Iterator[bytes]:
-    """Stream a multipart/related body (RFC 2387) from (headers, body chunks) pairs."""
+    """Stream a multipart/related body (RFC 2387) from (headers, body chunks) pairs.
+
+    Small pieces are gathered up to ``FLUSH`` bytes: every piece yielded is a hand-off
+    between the event loop and a worker thread, and per-piece hand-offs, not disk, were
+    most of a 300-instance series retrieval (bench profile).
+    """
+    pending: list[bytes] = []
+    size = 0
     for headers, body in parts:
         head = f"--{mark}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        yield head.encode()
-        yield from body
-        yield b"\r\n"
-    yield f"--{mark}--\r\n".encode()
+        for piece in (head.encode(), *body, b"\r\n"):
+            pending.append(piece)
+            size += len(piece)
+            if size >= FLUSH:
+                yield b"".join(pending)
+                pending, size = [], 0
+    pending.append(f"--{mark}--\r\n".encode())
+    yield b"".join(pending)
 
 
 def multipart_type(part_type: str, mark: str, transfer_syntax: str | None = None) -> str:
