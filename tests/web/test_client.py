@@ -588,3 +588,48 @@ def test_stow_of_dicom_json_with_its_bulk_data_stores_the_instance(
     got = dcmread(io.BytesIO(http.get(path, headers={"Accept": "application/dicom"}).content))
     assert got.PixelData == ds.PixelData
     assert got.PatientName == ds.PatientName
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [("bytes=0-99", 0, 99), ("bytes=100-", 100, None), ("bytes=-50", -50, None)],
+)
+def test_bulk_data_range_returns_that_slice_with_206(
+    client: DICOMwebClient,
+    http: httpx.Client,
+    study: StoredStudy,
+    header: str,
+    first: int,
+    last: int | None,
+) -> None:
+    ds = study.ct[0]
+    metadata = client.retrieve_instance_metadata(
+        study.study_uid, study.ct_series, ds.SOPInstanceUID
+    )
+    uri = metadata["60003000"]["BulkDataURI"]
+    path = uri.split("/dicomweb", 1)[1]
+    value = ds[0x60003000].value
+    response = http.get(path, headers={"Accept": "application/octet-stream", "Range": header})
+    assert response.status_code == 206
+    expected = value[first : None if last is None else last + 1]
+    assert response.content == expected
+    start = first % len(value)
+    assert (
+        response.headers["content-range"]
+        == f"bytes {start}-{start + len(expected) - 1}/{len(value)}"
+    )
+
+
+def test_bulk_data_range_outside_the_value_is_416(
+    client: DICOMwebClient, http: httpx.Client, study: StoredStudy
+) -> None:
+    ds = study.ct[0]
+    metadata = client.retrieve_instance_metadata(
+        study.study_uid, study.ct_series, ds.SOPInstanceUID
+    )
+    path = metadata["60003000"]["BulkDataURI"].split("/dicomweb", 1)[1]
+    response = http.get(
+        path, headers={"Accept": "application/octet-stream", "Range": "bytes=99999999-"}
+    )
+    assert response.status_code == 416
+    assert "outside" in response.json()["error"]

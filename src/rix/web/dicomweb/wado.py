@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from rix import frames, metadata, rendering
 from rix.archive import Archive
-from rix.errors import InvalidQuery, NotFound
+from rix.errors import InvalidQuery, NotFound, RixError
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.schema import instance_metadata, instances, series, studies
@@ -306,8 +306,13 @@ def _decoded_frames(archive: Archive, key: str, numbers: list[int]) -> list[byte
 def bulk_response(
     request: Request, archive: Archive, study: str, series_uid: str, sop: str, path: str
 ) -> Response:
-    """The value a BulkDataURI of ``rix.metadata`` names: ``TAG`` or ``SEQ/ITEM/.../TAG``."""
-    media.choose(media.parse_accept(request), [OCTET_STREAM])
+    """The value a BulkDataURI of ``rix.metadata`` names: ``TAG`` or ``SEQ/ITEM/.../TAG``.
+
+    A ``Range`` header (RFC 9110 14.2) answers 206 with that slice of the value, so a
+    client can fetch part of a large waveform or pixel stream.
+    """
+    accepts = media.parse_accept(request)
+    choice = media.choose(accepts, [OCTET_STREAM])
     row = _instance_row(archive, study, series_uid, sop)
     with archive.store.open(row.storage_key) as f:
         ds = dcmread(f)
@@ -322,12 +327,44 @@ def bulk_response(
     value = elem.value
     if not isinstance(value, bytes | bytearray):
         raise NotFound(f"element {path[:80].upper()} is not bulk data")
+    headers = {"Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes", **VARY}
+    status = 200
+    if "range" in request.headers:
+        start, end = byte_range(request.headers["range"], len(value))
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(value)}"
+        value, status = value[start : end + 1], 206
+    if choice.media_type == OCTET_STREAM:
+        return Response(bytes(value), status_code=status, media_type=OCTET_STREAM, headers=headers)
     mark = media.boundary()
     return StreamingResponse(
-        media.multipart([({"Content-Type": "application/octet-stream"}, [bytes(value)])], mark),
-        media_type=media.multipart_type("application/octet-stream", mark),
-        headers={"Cache-Control": IMMUTABLE, **VARY},
+        media.multipart([({"Content-Type": OCTET_STREAM}, [bytes(value)])], mark),
+        status_code=status,
+        media_type=media.multipart_type(OCTET_STREAM, mark),
+        headers=headers,
     )
+
+
+class RangeNotSatisfiable(RixError):
+    http_status = 416
+
+
+def byte_range(header: str, size: int) -> tuple[int, int]:
+    """(first, last) byte of a single ``bytes=a-b``, ``a-`` or ``-n`` range."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise RangeNotSatisfiable("only a single bytes range is served")
+    first, _, last = spec.strip().partition("-")
+    try:
+        if not first:
+            start, end = max(size - int(last), 0), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        raise RangeNotSatisfiable(f"malformed range {header[:40]!r}") from None
+    if start > end or start >= size:
+        raise RangeNotSatisfiable(f"range {header[:40]!r} is outside the {size} bytes")
+    return start, end
 
 
 def rendered_response(
