@@ -11,6 +11,7 @@ import gzip
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 from fastapi import Request, Response
 
@@ -139,14 +140,15 @@ def multipart(
     """
     pending: list[bytes] = []
     size = 0
+    first = True  # the first part's opening goes out at once: time to first byte matters
     for headers, body in parts:
         head = f"--{mark}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        for piece in (head.encode(), *body, b"\r\n"):
+        for piece in chain((head.encode(),), body, (b"\r\n",)):  # body stays lazy
             pending.append(piece)
             size += len(piece)
-            if size >= FLUSH:
+            if size >= FLUSH or (first and len(pending) > 1):
                 yield b"".join(pending)
-                pending, size = [], 0
+                pending, size, first = [], 0, False
     pending.append(f"--{mark}--\r\n".encode())
     yield b"".join(pending)
 

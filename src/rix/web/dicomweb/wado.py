@@ -333,7 +333,8 @@ def bulk_response(
         start, end = byte_range(request.headers["range"], len(value))
         headers["Content-Range"] = f"bytes {start}-{end}/{len(value)}"
         value, status = value[start : end + 1], 206
-    if choice.media_type == OCTET_STREAM:
+    single = any(a.media_type == OCTET_STREAM for a in accepts)  # asked for by name
+    if single and choice.media_type == OCTET_STREAM:
         return Response(bytes(value), status_code=status, media_type=OCTET_STREAM, headers=headers)
     mark = media.boundary()
     return StreamingResponse(
