@@ -276,8 +276,9 @@ def frames_response(
             part_type, ts = stored_type, stored_ts
     mark = media.boundary()
     parts = [({"Content-Type": f"{part_type}; transfer-syntax={ts}"}, [b]) for b in bodies]
-    return StreamingResponse(
-        media.multipart(parts, mark),
+    # the frames are in memory already: one body, no streaming hand-offs per piece
+    return Response(
+        b"".join(media.multipart(parts, mark)),
         media_type=media.multipart_type(part_type, mark),
         headers={"ETag": tag, "Cache-Control": IMMUTABLE, **VARY},
     )
