@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
@@ -18,6 +20,7 @@ from rix.index import queries
 log = structlog.get_logger(__name__)
 
 FindReply = tuple[Dataset | int, Dataset | None]
+MAX_QUEUED = 16  # responses waiting to be sent before the handler pauses
 
 
 def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
@@ -41,8 +44,23 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
         identifier, query.level, archive.settings.ae_title, implicit=implicit
     )
     for row in rows:
-        if event.is_cancelled:
+        if _cancelled_while_peer_catches_up(event):
             yield QueryStatus.CANCEL, None
             return
         yield QueryStatus.PENDING, identifiers.build_response(plan, row)
     yield QueryStatus.SUCCESS, None
+
+
+def _cancelled_while_peer_catches_up(event: Event) -> bool:
+    """Wait while the outgoing queue is full, watching for C-CANCEL (PS3.7 9.3.2.3).
+
+    Responses are built faster than the network takes them; without this pause a large
+    answer would sit whole in pynetdicom's queue (memory) and a C-CANCEL would arrive
+    after the last response was already queued, i.e. never take effect.
+    """
+    outgoing: Any = event.assoc.dul.to_provider_queue
+    while outgoing.qsize() > MAX_QUEUED and not event.is_cancelled:
+        if not event.assoc.is_established:
+            return True
+        time.sleep(0.0005)
+    return bool(event.is_cancelled)
