@@ -62,6 +62,13 @@ class SOPClassMismatch(InvalidInstance):
     dimse_status = StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
 
 
+class StudyMismatch(InvalidInstance):
+    """The dataset belongs to another study than the one the request addressed
+    (STOW-RS to /studies/{study}); PS3.18 10.5.3.2 fails such an instance."""
+
+    dimse_status = StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+
 class DuplicateRejected(RixError):
     """Same SOP Instance UID with different bytes under the ``reject`` policy."""
 

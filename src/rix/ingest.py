@@ -20,9 +20,16 @@ from sqlalchemy import Connection
 from rix import audit, parsing, uids
 from rix.archive import Archive
 from rix.config import DuplicatePolicy
-from rix.errors import DuplicateRejected, InvalidInstance, SOPClassMismatch, StoreStatus
+from rix.errors import (
+    DuplicateRejected,
+    InvalidInstance,
+    SOPClassMismatch,
+    StoreStatus,
+    StudyMismatch,
+)
 from rix.index import write
 from rix.store import ObjectExists
+from rix.verify import dataset_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +44,7 @@ class Received:
     source: str = "dimse"
     sop_class_uid: str = ""  # from the C-STORE command, checked against the dataset
     sop_instance_uid: str = ""
+    study_uid: str = ""  # the study the request addressed (STOW-RS), checked likewise
 
 
 class Outcome(StrEnum):
@@ -91,6 +99,8 @@ def identify(header: parsing.Header, received: Received) -> _Identity:
         and uids.clean(received.sop_instance_uid) != found["SOPInstanceUID"]
     ):
         raise InvalidInstance("SOPInstanceUID in the dataset differs from the C-STORE request")
+    if received.study_uid and received.study_uid != found["StudyInstanceUID"]:
+        raise StudyMismatch("Study Instance UID differs from the URL")
     if received.sop_class_uid and uids.clean(received.sop_class_uid) != found["SOPClassUID"]:
         raise SOPClassMismatch("SOPClassUID in the dataset differs from the C-STORE request")
     return _Identity(
@@ -148,12 +158,7 @@ def _claim_existing_object(archive: Archive, ident: _Identity, sha: str, data: b
     crashed after its bytes were durable but before the index commit (never acknowledged).
     Same bytes: index that file. Different bytes: keep both, this one under a new key.
     """
-    with archive.store.open(ident.key) as f:
-        split = parsing.split_file(f.read())
-    with archive.store.open(ident.key) as f:
-        f.seek(split.dataset_offset)
-        stored_sha = hashlib.sha256(f.read()).hexdigest()
-    if stored_sha == sha:
+    if dataset_sha256(archive.store, ident.key) == sha:
         return ident.key
     key = conflict_key(ident.sop_instance_uid, sha)
     with contextlib.suppress(ObjectExists):

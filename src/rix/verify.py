@@ -18,7 +18,7 @@ from rix import parsing
 from rix.archive import Archive
 from rix.errors import RixError
 from rix.index.schema import instance_conflicts, instances
-from rix.store import ObjectMissing
+from rix.store import ObjectMissing, ObjectStore
 
 WORKERS = 4
 
@@ -36,8 +36,10 @@ class VerifyReport:
         return not (self.mismatched or self.missing or self.unreadable)
 
 
-def dataset_sha256(archive: Archive, key: str) -> str:
-    with archive.store.open(key) as f:
+def dataset_sha256(store: ObjectStore, key: str) -> str:
+    """SHA-256 of a stored object's dataset bytes (after the file meta), as the index keeps
+    it; used by verify, storage commitment and ingest's crash recovery alike."""
+    with store.open(key) as f:
         data = f.read()
     split = parsing.split_file(data)
     return hashlib.sha256(memoryview(data)[split.dataset_offset :]).hexdigest()
@@ -57,7 +59,7 @@ def verify(archive: Archive, progress: Callable[[int], None] | None = None) -> V
     def check(row: tuple[str, str, str]) -> tuple[str, str]:
         _sop_uid, key, expected = row
         try:
-            return ("ok" if dataset_sha256(archive, key) == expected else "mismatch"), ""
+            return ("ok" if dataset_sha256(archive.store, key) == expected else "mismatch"), ""
         except ObjectMissing:
             return "missing", ""
         except (RixError, OSError, ValueError) as exc:

@@ -8,7 +8,6 @@ new association to the requester's registered AE (PS3.4 J.3.3).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from typing import Any
@@ -21,11 +20,11 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from sqlalchemy import select
 
-from rix import parsing
 from rix.archive import Archive
 from rix.dicom.network import set_nodelay
 from rix.index import aes
 from rix.index.schema import instances
+from rix.verify import dataset_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -49,14 +48,10 @@ def verify_reference(archive: Archive, sop_class: str, sop_uid: str) -> int | No
     if row.sop_class_uid != sop_class:
         return CLASS_INSTANCE_CONFLICT
     try:
-        with archive.store.open(row.storage_key) as f:
-            data = f.read()
-        split = parsing.split_file(data)
-    except Exception:
+        stored = dataset_sha256(archive.store, row.storage_key)
+    except Exception:  # missing or unreadable bytes are not committed
         return PROCESSING_FAILURE
-    if hashlib.sha256(data[split.dataset_offset :]).hexdigest() != row.sha256:
-        return PROCESSING_FAILURE
-    return None
+    return None if stored == row.sha256 else PROCESSING_FAILURE
 
 
 def commitment_report(archive: Archive, request: Dataset) -> tuple[int, Dataset]:

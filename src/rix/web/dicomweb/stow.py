@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from rix import parsing, uids
+from rix import parsing
 from rix.archive import Archive
 from rix.errors import InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
@@ -31,8 +31,6 @@ from rix.web.dicomweb.errors import (
     check_uids,
 )
 from rix.web.dicomweb.multipart import Part, boundary_of, parts
-
-STUDY_MISMATCH = 0xA900  # "Data Set does not match SOP Class": the closest failure reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,20 +78,10 @@ def _failed(data: bytes, exc: RixError) -> Outcome:
 
 def store_part(archive: Archive, data: bytes, study: str | None) -> Outcome:
     try:  # parsing.split_file also reads File Meta written without a preamble
-        received = received_from_file(data, source="stow")
-        if study is not None:
-            header = parsing.read_header(received.dataset, received.transfer_syntax)
-            found = uids.clean(parsing.text(header.dataset, "StudyInstanceUID"))
-            if found != study:
-                failed = _failed(data, InvalidInstance("Study Instance UID differs from the URL"))
-                return Outcome(**{**_asdict(failed), "failure": STUDY_MISMATCH})
+        received = replace(received_from_file(data, source="stow"), study_uid=study or "")
         return _from_result(ingest(archive, received))
     except RixError as exc:
         return _failed(data, exc)
-
-
-def _asdict(outcome: Outcome) -> dict[str, Any]:
-    return {f: getattr(outcome, f) for f in Outcome.__dataclass_fields__}
 
 
 def dataset_from_json(document: dict[str, Any], bulk: dict[str, bytes]) -> bytes:
