@@ -189,13 +189,6 @@ def _encode(vr: str, value: Any, codec: str) -> bytes:
     return data
 
 
-def response(
-    row: Mapping[str, Any], identifier: Dataset, level: Level, retrieve_ae: str
-) -> Dataset:
-    """One response; ``plan_response`` + ``build_response`` when answering many rows."""
-    return build_response(plan_response(identifier, level, retrieve_ae), row)
-
-
 def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
     assert tag is not None
