@@ -20,8 +20,10 @@ run: venv debs
 	$(BIN)/rix demo --data $(DATA)
 	@echo
 	@echo "rix is starting. Try, from another terminal:"
-	@echo "  findscu -S -k QueryRetrieveLevel=STUDY -k PatientName= -aec RIX 127.0.0.1 11112"
-	@echo "  curl http://127.0.0.1:8042/healthz"
+	@echo "  findscu -S -k QueryRetrieveLevel=STUDY -k PatientName= -aet EMH_PACS -aec RIX 127.0.0.1 11112"
+	@echo "  sign in at http://127.0.0.1:8042/login as emh.clinician (every demo user's password: rix-demo)"
+	@echo "  TOKEN=\$$($(BIN)/rix token create ngh.clinician --data $(DATA))"
+	@echo "  curl -H \"Authorization: Bearer \$$TOKEN\" 'http://127.0.0.1:8042/api/timeline?nhs_number=9434765919'"
 	@echo
 	$(BIN)/rix serve --data $(DATA) --accept-any-ae
 

@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from sqlalchemy import func, select
 
-from rix import config
-from rix.config import SETTINGS_HELP, Settings
+from rix import cli_region
+from rix.cli_options import (
+    ConfigOpt,
+    DataOpt,
+    DbOpt,
+    _archive,
+    _progress,
+    _settings,
+    console,
+    operator,
+)
+from rix.config import SETTINGS_HELP
 
 if TYPE_CHECKING:
-    from rix.archive import Archive
+    pass
 
 app = typer.Typer(help="rix: Regional Imaging eXchange.", no_args_is_help=True)
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 ae_app = typer.Typer(help="The registry of DICOM peers (AE titles).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ae_app, name="ae")
-console = Console()
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file (env RIX_CONFIG).")
-]
-DataOpt = Annotated[Path | None, typer.Option("--data", help=SETTINGS_HELP["data"])]
-DbOpt = Annotated[str | None, typer.Option("--database-url", help=SETTINGS_HELP["database_url"])]
-
-
-def _settings(cfg: Path | None, **flags: Any) -> Settings:
-    try:
-        return config.load(flags, toml_path=cfg)
-    except config.SettingsError as exc:
-        console.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
+cli_region.register(app)
 
 
 @app.command()
@@ -71,6 +56,30 @@ def serve(
     dicom_timeout: Annotated[
         float | None, typer.Option(help=SETTINGS_HELP["dicom_timeout"])
     ] = None,
+    break_glass_hours: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["break_glass_hours"])
+    ] = None,
+    session_hours: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["session_hours"])
+    ] = None,
+    oidc_issuer: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_issuer"])] = None,
+    oidc_audience: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_audience"])] = None,
+    oidc_jwks_url: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_jwks_url"])] = None,
+    oidc_username_claim: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_username_claim"])
+    ] = None,
+    audit_syslog: Annotated[str | None, typer.Option(help=SETTINGS_HELP["audit_syslog"])] = None,
+    audit_syslog_ca: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["audit_syslog_ca"])
+    ] = None,
+    dicom_tls_port: Annotated[
+        int | None, typer.Option(help=SETTINGS_HELP["dicom_tls_port"])
+    ] = None,
+    dicom_tls_cert: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_cert"])
+    ] = None,
+    dicom_tls_key: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_key"])] = None,
+    dicom_tls_ca: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_ca"])] = None,
 ) -> None:
     """Serve DICOM and HTTP from one process (the embedded default: SQLite + files)."""
     from rix import serve as serving
@@ -88,6 +97,18 @@ def serve(
         max_associations=max_associations,
         dicom_timeout=dicom_timeout,
         max_upload_mb=max_upload_mb,
+        break_glass_hours=break_glass_hours,
+        session_hours=session_hours,
+        oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience,
+        oidc_jwks_url=oidc_jwks_url,
+        oidc_username_claim=oidc_username_claim,
+        audit_syslog=audit_syslog,
+        audit_syslog_ca=audit_syslog_ca,
+        dicom_tls_port=dicom_tls_port,
+        dicom_tls_cert=dicom_tls_cert,
+        dicom_tls_key=dicom_tls_key,
+        dicom_tls_ca=dicom_tls_ca,
     )
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
@@ -113,23 +134,31 @@ def ae_add(
     title: str,
     host: Annotated[str, typer.Option(help="Host name or address of the peer.")],
     port: Annotated[int, typer.Option(help="DICOM port of the peer.")],
+    trust: Annotated[
+        str, typer.Option(help="The trust it belongs to: what it sends is that trust's.")
+    ] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Register a DICOM peer (a C-MOVE destination, an allowed caller)."""
-    from rix.archive import open_archive
+    from rix.errors import RixError
     from rix.index import aes
+    from rix.region import admin
 
     if not 1 <= len(title) <= 16:
         raise typer.BadParameter("AE titles are 1 to 16 characters")
-    archive = open_archive(_settings(cfg, data=data, database_url=database_url))
-    aes.add(
-        archive.engine, aes.RemoteAE(title=title, host=host, port=port, description=description)
+    peer = aes.RemoteAE(title=title, host=host, port=port, description=description)
+    with _archive(cfg, data, database_url) as archive:
+        try:
+            admin.add_ae(archive, operator(), peer, trust)
+        except RixError as exc:
+            console.print(f"[red]{exc.reason}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"registered {title} at {host}:{port}" + (f" for {trust.upper()}" if trust else "")
     )
-    archive.close()
-    console.print(f"registered {title} at {host}:{port}")
 
 
 @ae_app.command("list")
@@ -139,9 +168,10 @@ def ae_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = N
     from rix.index import aes
 
     archive = open_archive(_settings(cfg, data=data, database_url=database_url))
-    table = Table("AE title", "host", "port", "description")
+    table = Table("AE title", "host", "port", "trust", "description")
     for ae in aes.all_aes(archive.engine):
-        table.add_row(ae.title, ae.host, str(ae.port), ae.description)
+        trust = ae.trust.code if ae.trust else "-"
+        table.add_row(ae.title, ae.host, str(ae.port), trust, ae.description)
     archive.close()
     console.print(table)
 
@@ -151,58 +181,42 @@ def ae_remove(
     title: str, cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None
 ) -> None:
     """Remove a DICOM peer from the registry."""
-    from rix.archive import open_archive
-    from rix.index import aes
+    from rix.region import admin
 
-    archive = open_archive(_settings(cfg, data=data, database_url=database_url))
-    found = aes.remove(archive.engine, title)
-    archive.close()
+    with _archive(cfg, data, database_url) as archive:
+        found = admin.remove_ae(archive, operator(), title)
     if not found:
         console.print(f"no AE titled {title}")
         raise typer.Exit(1)
     console.print(f"removed {title}")
 
 
-@contextmanager
-def _archive(cfg: Path | None, data: Path | None, database_url: str | None) -> Iterator[Archive]:
-    from rix.archive import open_archive
-
-    archive = open_archive(_settings(cfg, data=data, database_url=database_url))
-    try:
-        yield archive
-    finally:
-        archive.close()
-
-
-@contextmanager
-def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 @app.command("import")
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders, zip files or media.")],
+    trust: Annotated[
+        str, typer.Option(help="The trust whose images these are (its issuer, its access).")
+    ] = "",
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Import DICOM files, folders, zips and CD/DVD media (idempotent when re-run)."""
     from rix import importer
+    from rix.errors import RixError
+    from rix.region import trusts
 
     with (
         _archive(cfg, data, database_url) as archive,
         _progress("importing", importer.count_sources(paths)) as advance,
     ):
-        summary = importer.import_paths(archive, paths, advance)
+        try:
+            with archive.engine.connect() as conn:
+                owner = trusts.get_trust(conn, trust) if trust else None
+        except RixError as exc:
+            console.print(f"[red]{exc.reason}[/red]")
+            raise typer.Exit(2) from exc
+        summary = importer.import_paths(archive, paths, advance, trust=owner, principal=operator())
     console.print(
         f"stored {summary.stored}, already present {summary.already_present}, "
         f"duplicates kept aside {summary.duplicates_kept}, rejected {len(summary.rejected)}, "
@@ -233,7 +247,9 @@ def export(
     with _archive(cfg, data, database_url) as archive:
         try:
             with _progress("exporting", 0) as advance:
-                summary = exporting.export_studies(archive, study_uids, to, advance)
+                summary = exporting.export_studies(
+                    archive, study_uids, to, advance, principal=operator()
+                )
         except RixError as exc:
             console.print(f"[red]{exc.reason}[/red]")
             raise typer.Exit(1) from exc

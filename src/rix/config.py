@@ -43,6 +43,18 @@ class Settings:
     max_associations: int = 32
     dicom_timeout: float = 30.0
     max_upload_mb: int = 2048
+    break_glass_hours: float = 4.0
+    session_hours: float = 10.0
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_username_claim: str = "preferred_username"
+    audit_syslog: str = ""
+    audit_syslog_ca: str = ""
+    dicom_tls_port: int = 0
+    dicom_tls_cert: str = ""
+    dicom_tls_key: str = ""
+    dicom_tls_ca: str = ""
 
     @property
     def index_url(self) -> str:
@@ -87,6 +99,39 @@ SETTINGS_HELP: dict[str, str] = {
     "max_upload_mb": (
         "Largest STOW-RS request body in MiB; larger ones get 413 before being read "
         "(env RIX_MAX_UPLOAD_MB, default 2048)."
+    ),
+    "break_glass_hours": (
+        "How long a break-glass declaration opens a patient's records at other trusts "
+        "(env RIX_BREAK_GLASS_HOURS, default 4)."
+    ),
+    "session_hours": "Lifetime of a login session cookie (env RIX_SESSION_HOURS, default 10).",
+    "oidc_issuer": (
+        "OpenID Connect issuer whose bearer tokens rix accepts; empty turns OIDC off "
+        "(env RIX_OIDC_ISSUER)."
+    ),
+    "oidc_audience": "Audience (aud) OIDC tokens must be issued for (env RIX_OIDC_AUDIENCE).",
+    "oidc_jwks_url": "URL of the issuer's signing keys (JWKS) (env RIX_OIDC_JWKS_URL).",
+    "oidc_username_claim": (
+        "Claim naming the rix user an OIDC token stands for (env RIX_OIDC_USERNAME_CLAIM, "
+        "default preferred_username); roles and trust come from that rix user."
+    ),
+    "audit_syslog": (
+        "Audit repository for DICOM audit messages (PS3.15 A.5) over syslog: "
+        "tcp://host:port or tls://host:port; empty sends none (env RIX_AUDIT_SYSLOG)."
+    ),
+    "audit_syslog_ca": (
+        "CA certificate file that signs the audit repository's TLS certificate "
+        "(env RIX_AUDIT_SYSLOG_CA)."
+    ),
+    "dicom_tls_port": (
+        "Port of the DICOM TLS listener (PS3.15 B.9, BCP 195); 0 turns it off "
+        "(env RIX_DICOM_TLS_PORT)."
+    ),
+    "dicom_tls_cert": "PEM certificate of the DICOM TLS listener (env RIX_DICOM_TLS_CERT).",
+    "dicom_tls_key": "PEM private key of the DICOM TLS listener (env RIX_DICOM_TLS_KEY).",
+    "dicom_tls_ca": (
+        "PEM CA certificates that sign client certificates; when set, DICOM TLS peers must "
+        "present one (env RIX_DICOM_TLS_CA)."
     ),
 }
 
@@ -161,6 +206,29 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"http must be host:port, got {settings.http!r}") from exc
     if not 0 < port < 65536:
         raise SettingsError(f"http port out of range: {port}")
+    if settings.accept_any_ae and not is_loopback(settings.dicom_host):
+        raise SettingsError(
+            "accept_any_ae lets any unauthenticated DICOM peer store and query; it is "
+            f"refused on the non-loopback address {settings.dicom_host}"
+        )
+    if settings.dicom_tls_port and not (settings.dicom_tls_cert and settings.dicom_tls_key):
+        raise SettingsError("dicom_tls_port needs dicom_tls_cert and dicom_tls_key")
+    if settings.oidc_issuer and not (settings.oidc_audience and settings.oidc_jwks_url):
+        raise SettingsError("oidc_issuer needs oidc_audience and oidc_jwks_url")
+    if settings.audit_syslog and not settings.audit_syslog.startswith(("tcp://", "tls://")):
+        raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach the address (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def quiet_phi_loggers() -> None:

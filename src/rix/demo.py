@@ -16,8 +16,12 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from rix.access import SYSTEM
 from rix.archive import Archive
+from rix.auth.users import parse_roles
+from rix.index import aes
 from rix.ingest import ingest, received_from_file
+from rix.region import admin, trusts
 
 SOP_CLASS = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
@@ -99,6 +103,15 @@ PATIENTS = (
         sex="F",
         nhs_number="9434765951",
     ),
+    # Daniel Okafor's NHS number with another date of birth: the MPI review list's example
+    DemoPatient(
+        name="Okafor^Daniel",
+        patient_id="SSX-7790",
+        issuer="SSX",
+        birth_date="19811117",
+        sex="M",
+        nhs_number="9434765927",
+    ),
 )
 
 STUDIES = (
@@ -174,7 +187,30 @@ STUDIES = (
         images=3,
         accession="SSX26U440",
     ),
+    DemoStudy(
+        patient=PATIENTS[6],
+        date="20261115",
+        modality="CR",
+        description="XR Wrist Right",
+        body_part="WRIST",
+        images=1,
+        accession="SSX26R911",
+    ),
 )
+
+DEMO_PASSWORD = "rix-demo"  # every demo user's; printed by `make run`, never for real use
+USERS = (
+    ("emh.clinician", "clinician", "EMH"),
+    ("emh.radiologist", "radiologist", "EMH"),
+    ("emh.radiographer", "radiographer", "EMH"),
+    ("emh.admin", "trust-admin", "EMH"),
+    ("ngh.clinician", "clinician", "NGH"),
+    ("ngh.radiologist", "radiologist", "NGH"),
+    ("ssx.clinician", "clinician", "SSX"),
+    ("region.admin", "region-admin", ""),
+    ("auditor", "auditor", ""),
+)
+AE_PORTS = {"EMH": 11113, "NGH": 11114, "SSX": 11115}
 
 
 def _uid(*parts: object) -> str:
@@ -247,11 +283,51 @@ def encode(ds: Dataset) -> bytes:
     return out.getvalue()
 
 
+def setup_region(archive: Archive) -> None:
+    """Trusts, their PACS AE titles, users of every role, the EMH-NGH agreement and
+    a referral of Ada Hartley at NGH (so NGH staff see her EMH images); idempotent."""
+    principal = SYSTEM
+    for code, name in TRUSTS.items():
+        admin.add_trust(archive, principal, code, name, code)
+        admin.add_site(archive, principal, code, code + "1", name + " main site")
+        peer = aes.RemoteAE(
+            title=f"{code}_PACS", host="127.0.0.1", port=AE_PORTS[code], description="demo"
+        )
+        admin.add_ae(archive, principal, peer, code)
+    admin.add_agreement(archive, principal, "EMH", "NGH", "demo sharing agreement")
+    for username, role, trust in USERS:
+        admin.add_user(
+            archive,
+            principal,
+            username=username,
+            roles=parse_roles(role),
+            trust=trust,
+            display_name=username.replace(".", " ").title(),
+            password=DEMO_PASSWORD,
+        )
+    admin.record_relationship(
+        archive,
+        principal,
+        trust="NGH",
+        nhs_number="9434765919",
+        kind="referral",
+        reference="NGH-REF-0001",
+    )
+
+
 def load(archive: Archive, progress: Callable[[int], None] | None = None) -> int:
-    """Store the demo region; returns how many instances were new."""
+    """Store the demo region's images, each sent by its trust's PACS; returns how many
+    instances were new. ``setup_region`` runs first."""
+    setup_region(archive)
+    with archive.engine.connect() as conn:
+        by_code = {t.code: t for t in trusts.all_trusts(conn)}
     stored = 0
     for ds in instances():
-        result = ingest(archive, received_from_file(encode(ds), source="demo", calling_ae="DEMO"))
+        trust = by_code[str(ds.IssuerOfPatientID)]
+        received = received_from_file(
+            encode(ds), source="demo", calling_ae=f"{trust.code}_PACS", trust=trust
+        )
+        result = ingest(archive, received)
         stored += result.outcome == "stored"
         if progress is not None:
             progress(1)

@@ -94,3 +94,26 @@ class UnknownDestination(RixError):
 class NotFound(RixError):
     dimse_status = QueryStatus.UNABLE_TO_PROCESS
     http_status = 404
+
+
+NOT_AUTHORIZED = 0x0124  # PS3.7 Annex C general status "Refused: Not Authorized"
+
+
+class Unauthenticated(RixError):
+    """No credentials, or credentials that do not prove who the caller is (HTTP 401)."""
+
+    dimse_status = NOT_AUTHORIZED
+    http_status = 401
+
+
+class AccessDenied(RixError):
+    """The caller is known but the access policy refuses what it asked (HTTP 403)."""
+
+    dimse_status = NOT_AUTHORIZED
+    http_status = 403
+
+
+class Conflict(RixError):
+    """The request contradicts what is stored (an existing code, a link under review)."""
+
+    http_status = 409

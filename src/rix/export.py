@@ -18,6 +18,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
+from rix import access, audit
 from rix.archive import Archive
 from rix.errors import NotFound
 from rix.index import queries
@@ -57,12 +58,17 @@ def export_studies(
     study_uids: list[str],
     destination: Path,
     progress: Callable[[int], None] | None = None,
+    principal: access.Principal = access.SYSTEM,
 ) -> ExportSummary:
-    """Write the studies under ``destination`` (a folder, or a ``.zip`` file)."""
+    """Write the studies under ``destination`` (a folder, or a ``.zip`` file); one export
+    audit event per study, naming who ran it and where the copy went."""
     match = queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value="\\".join(study_uids))
     with archive.engine.connect() as conn:
-        stored = queries.stored_instances(conn, [match])
-        found = {row["StudyInstanceUID"] for row in queries.find(conn, Level.STUDY, [match])}
+        # the command line runs on the server, as rix itself: it sees everything
+        stored = queries.stored_instances(conn, [match], scope=None)
+        found = {
+            row["StudyInstanceUID"] for row in queries.find(conn, Level.STUDY, [match], scope=None)
+        }
     missing = [uid for uid in study_uids if uid not in found]
     if missing:
         raise NotFound(f"no such studies: {', '.join(missing)}")
@@ -73,7 +79,37 @@ def export_studies(
         total = _write_fileset(archive, stored, folder, progress)
         if as_zip:
             _zip_folder(folder, destination)
+    _audit(archive, principal, stored, destination)
     return ExportSummary(instances=len(stored), bytes=total, destination=destination)
+
+
+def _audit(
+    archive: Archive,
+    principal: access.Principal,
+    stored: list[queries.StoredInstance],
+    destination: Path,
+) -> None:
+    with archive.engine.connect() as conn:
+        who = queries.patients_by_pk(conn, {s.patient_pk for s in stored})
+    counts: dict[str, list[int]] = {}
+    for item in stored:
+        counts.setdefault(item.study_uid, [item.patient_pk, 0])[1] += 1
+    for study_uid, (patient_pk, n) in counts.items():
+        ref = who.get(patient_pk)
+        touched = access.Touched(
+            study_uid=study_uid,
+            patient="" if ref is None else ref.ref,
+            nhs_number="" if ref is None else ref.nhs_number,
+        )
+        detail = {"instances": n, "destination": str(destination)}
+        access.record(
+            archive.writer.submit,
+            principal,
+            audit.Kind.EXPORT,
+            audit.Outcome.SUCCESS,
+            touched,
+            detail,
+        )
 
 
 def _write_fileset(

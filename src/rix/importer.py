@@ -14,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rix import access
 from rix.archive import Archive
 from rix.errors import RixError
 from rix.ingest import Outcome, ingest, received_from_file
+from rix.region.trusts import Trust
 
 DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
 WORKERS = 4  # concurrent ingests share index commits (group commit) and overlap fsyncs
@@ -91,7 +93,9 @@ def _is_dicomdir(data: bytes) -> bool:
     return data[128:132] == b"DICM" and DICOMDIR_CLASS in data[132:400]
 
 
-def import_one(archive: Archive, source: Source) -> tuple[str, str]:
+def import_one(
+    archive: Archive, source: Source, trust: Trust | None, tally: access.StoreTally
+) -> tuple[str, str]:
     """(kind, reason) for one source: stored, present, duplicate, rejected or skipped."""
     try:
         data = source.read()
@@ -100,9 +104,11 @@ def import_one(archive: Archive, source: Source) -> tuple[str, str]:
     if _is_dicomdir(data):
         return "skipped", "DICOMDIR (media directory, not an instance)"
     try:
-        result = ingest(archive, received_from_file(data, source="import"))
+        result = ingest(archive, received_from_file(data, source="import", trust=trust))
     except RixError as exc:
+        tally.failed(exc.reason)
         return "rejected", exc.reason
+    tally.stored(result)
     if result.outcome is Outcome.STORED:
         return "stored", ""
     if result.outcome is Outcome.ALREADY_PRESENT:
@@ -114,13 +120,18 @@ def import_paths(
     archive: Archive,
     paths: list[Path],
     progress: Callable[[int], None] | None = None,
+    *,
+    trust: Trust | None = None,
+    principal: access.Principal = access.SYSTEM,
 ) -> ImportSummary:
-    """Import everything under ``paths``; ``progress(n)`` is called as files complete."""
+    """Import everything under ``paths`` as ``trust``'s (the trust whose media it is);
+    ``progress(n)`` is called as files complete; one store event per study is audited."""
     summary = ImportSummary()
+    tally = access.StoreTally()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         items = list(sources(paths))
         for source, (kind, reason) in zip(
-            items, pool.map(lambda s: import_one(archive, s), items), strict=True
+            items, pool.map(lambda s: import_one(archive, s, trust, tally), items), strict=True
         ):
             if kind == "stored":
                 summary.stored += 1
@@ -134,6 +145,7 @@ def import_paths(
                 summary.rejected.append((source.label, reason))
             if progress is not None:
                 progress(1)
+    tally.record(archive.writer.submit, principal)
     return summary
 
 

@@ -28,6 +28,8 @@ from rix.errors import (
     StudyMismatch,
 )
 from rix.index import write
+from rix.region import nhs
+from rix.region.trusts import Trust
 from rix.store import ObjectExists
 from rix.verify import dataset_sha256
 
@@ -45,6 +47,7 @@ class Received:
     sop_class_uid: str = ""  # from the C-STORE command, checked against the dataset
     sop_instance_uid: str = ""
     study_uid: str = ""  # the study the request addressed (STOW-RS), checked likewise
+    trust: Trust | None = None  # the sender's: its AE's trust, or the uploading user's
 
 
 class Outcome(StrEnum):
@@ -61,6 +64,8 @@ class IngestResult:
     sop_instance_uid: str
     study_uid: str
     series_uid: str
+    patient: str = ""  # issuer/patient ID as indexed, for the audit trail
+    nhs_number: str = ""
     reason: str = ""
 
     @property
@@ -76,6 +81,8 @@ class _Identity:
     sop_instance_uid: str
     study_uid: str
     series_uid: str
+    patient: str
+    nhs_number: str
 
     @property
     def key(self) -> str:
@@ -103,11 +110,16 @@ def identify(header: parsing.Header, received: Received) -> _Identity:
         raise StudyMismatch("Study Instance UID differs from the URL")
     if received.sop_class_uid and uids.clean(received.sop_class_uid) != found["SOPClassUID"]:
         raise SOPClassMismatch("SOPClassUID in the dataset differs from the C-STORE request")
+    issuer = parsing.text(ds, "IssuerOfPatientID")
+    if not issuer and received.trust is not None:
+        issuer = received.trust.issuer
     return _Identity(
         sop_class_uid=found["SOPClassUID"],
         sop_instance_uid=found["SOPInstanceUID"],
         study_uid=found["StudyInstanceUID"],
         series_uid=found["SeriesInstanceUID"],
+        patient=f"{issuer}/{parsing.text(ds, 'PatientID')}",
+        nhs_number=nhs.in_dataset(ds).value[:16],
     )
 
 
@@ -125,6 +137,7 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         sop_instance_uid=ident.sop_instance_uid,
         transfer_syntax=header.transfer_syntax,
         source_ae=received.calling_ae,
+        private=owner_information(received.trust),
     )
     data = meta + received.dataset
     key = ident.key
@@ -140,11 +153,23 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         storage_key=key,
         calling_ae=received.calling_ae,
         pixel_data_offset=_in_file(len(meta), header.pixel_data_offset),
+        trust=received.trust,
     )
     added = archive.writer.add_instance(record)
     if added.existing is not None:  # a concurrent association stored it first
         return _duplicate(archive, received, ident, added.existing, sha)
     return _result(Outcome.STORED, ident)
+
+
+def owner_information(trust: Trust | None) -> bytes:
+    """The owning trust, kept in the stored file's meta for ``rix reindex``."""
+    return b"" if trust is None else b"trust=" + trust.code.encode("ascii")
+
+
+def owner_code(private: bytes) -> str:
+    """The trust code ``owner_information`` wrote, or ''."""
+    key, _, value = private.decode("ascii", "replace").partition("=")
+    return value if key == "trust" else ""
 
 
 def _in_file(meta_length: int, offset: int | None) -> int | None:
@@ -187,6 +212,7 @@ def _duplicate(
         sop_instance_uid=ident.sop_instance_uid,
         transfer_syntax=header_ts,
         source_ae=received.calling_ae,
+        private=owner_information(received.trust),
     )
     data = meta + received.dataset
     key = conflict_key(ident.sop_instance_uid, sha)
@@ -259,11 +285,15 @@ def _result(outcome: Outcome, ident: _Identity, reason: str = "") -> IngestResul
         sop_instance_uid=ident.sop_instance_uid,
         study_uid=ident.study_uid,
         series_uid=ident.series_uid,
+        patient=ident.patient,
+        nhs_number=ident.nhs_number,
         reason=reason,
     )
 
 
-def received_from_file(data: bytes, *, source: str = "import", calling_ae: str = "") -> Received:
+def received_from_file(
+    data: bytes, *, source: str = "import", calling_ae: str = "", trust: Trust | None = None
+) -> Received:
     """A Part 10 file (or bare dataset) as a ``Received``: the dataset bytes as in the file."""
     split = parsing.split_file(data)
     return Received(
@@ -271,4 +301,5 @@ def received_from_file(data: bytes, *, source: str = "import", calling_ae: str =
         transfer_syntax=split.transfer_syntax,
         calling_ae=calling_ae,
         source=source,
+        trust=trust,
     )

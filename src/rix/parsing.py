@@ -26,6 +26,9 @@ PREAMBLE = b"\x00" * 128 + b"DICM"
 PIXEL_DATA = 0x7FE00010
 IMPLEMENTATION_CLASS_UID = "2.25.238523925419405398736201929612357421713"
 IMPLEMENTATION_VERSION = "RIX_0_1"
+# Private Information Creator UID (PS3.10 7.1) of what rix records in a stored file's meta:
+# the owning trust, so `rix reindex` can rebuild ownership from the store alone.
+PRIVATE_INFORMATION_UID = "2.25.182468871432915302411093625931474207361"
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
@@ -213,7 +216,12 @@ def _padded(text: str, pad: bytes) -> bytes:
 
 
 def file_meta(
-    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    source_ae: str,
+    private: bytes = b"",
 ) -> bytes:
     """Preamble, prefix and File Meta Information (PS3.10 7.1), encoded directly.
 
@@ -229,13 +237,38 @@ def file_meta(
             _meta_element(0x00020012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\0")),
             _meta_element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION, b" ")),
             _meta_element(0x00020016, b"AE", _padded(source_ae[:16], b" ")) if source_ae else b"",
+            _private_information(private),
         )
     )
     return PREAMBLE + _meta_element(0x00020000, b"UL", struct.pack("<L", len(body))) + body
 
 
+def _private_information(private: bytes) -> bytes:
+    if not private:
+        return b""
+    return _meta_element(0x00020100, b"UI", _padded(PRIVATE_INFORMATION_UID, b"\0")) + (
+        _meta_element(0x00020102, b"OB", _padded_bytes(private))
+    )
+
+
+def _padded_bytes(value: bytes) -> bytes:
+    return value + b"\0" if len(value) % 2 else value
+
+
+def private_information(meta: Dataset | None) -> bytes:
+    """What rix recorded in a stored file's meta (empty for anyone else's)."""
+    if meta is None or str(meta.get("PrivateInformationCreatorUID", "")) != PRIVATE_INFORMATION_UID:
+        return b""
+    return bytes(meta.get("PrivateInformation", b"") or b"").rstrip(b"\0")
+
+
 def file_meta_by_pydicom(
-    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    source_ae: str,
+    private: bytes = b"",
 ) -> bytes:
     """The reference encoding ``file_meta`` must equal (used by tests)."""
     meta = FileMetaDataset()
@@ -246,6 +279,9 @@ def file_meta_by_pydicom(
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     if source_ae:
         meta.SourceApplicationEntityTitle = source_ae[:16]
+    if private:
+        meta.PrivateInformationCreatorUID = UID(PRIVATE_INFORMATION_UID)
+        meta.PrivateInformation = _padded_bytes(private)
     out = io.BytesIO()
     out.write(PREAMBLE)
     write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]

@@ -1,10 +1,10 @@
 """``rix reindex``: rebuild the index from the object store alone (DESIGN.md: the store is
 the truth, the index is derived), then report how the old index differed.
 
-Run it with the server stopped: it replaces the patient, study, series and instance rows
-in one pass. Conflict copies under ``conflicts/`` are listed again; with the keep-latest
-policy the first copy becomes current again, because the store does not record which copy
-a past policy preferred.
+Run it with the server stopped: it replaces the study, series and instance rows in one
+pass; patient records (the master patient index) are kept and recounted. Conflict copies
+under ``conflicts/`` are listed again; with the keep-latest policy the first copy becomes
+current again, because the store does not record which copy a past policy preferred.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from rix import parsing
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.index import write
+from rix.index import aes, write
 from rix.index.database import begin_write
 from rix.index.schema import instances, patients, series, studies
+from rix.ingest import owner_code
+from rix.region import trusts
+from rix.region.trusts import Trust
 
 CONFLICTS = "conflicts/"
 
@@ -48,10 +51,19 @@ def snapshot(archive: Archive) -> dict[str, tuple[str, str]]:
         return {r.sop_uid: (r.sha256, r.storage_key) for r in rows}
 
 
-def read_record(archive: Archive, key: str) -> write.InstanceRecord:
+def read_record(
+    archive: Archive, key: str, owners: dict[str, Trust] | None = None
+) -> write.InstanceRecord:
+    """The index record of a stored object; ``owners`` maps trust codes and AE titles to
+    trusts, so ownership comes back from the file's meta (``ingest.owner_information``)
+    or, for files stored before it was recorded, from the AE that sent it."""
     with archive.store.open(key) as f:
         data = f.read()
     split = parsing.split_file(data)
+    calling_ae = str(split.meta.get("SourceApplicationEntityTitle", "")) if split.meta else ""
+    owners = owners or {}
+    code = owner_code(parsing.private_information(split.meta))
+    trust = owners.get("trust:" + code) if code else owners.get("ae:" + calling_ae.strip())
     dataset = data[split.dataset_offset :]
     header = parsing.read_header(dataset, split.transfer_syntax)
     return write.InstanceRecord.from_header(
@@ -60,7 +72,8 @@ def read_record(archive: Archive, key: str) -> write.InstanceRecord:
         size=len(data),
         sha256=hashlib.sha256(dataset).hexdigest(),
         storage_key=key,
-        calling_ae=str(split.meta.get("SourceApplicationEntityTitle", "")) if split.meta else "",
+        calling_ae=calling_ae,
+        trust=trust,
         pixel_data_offset=(
             None
             if header.pixel_data_offset is None
@@ -72,19 +85,34 @@ def read_record(archive: Archive, key: str) -> write.InstanceRecord:
 BATCH = 500  # one commit per batch: a rebuild of a million objects must not fsync a million times
 
 
+def owners_of(archive: Archive) -> dict[str, Trust]:
+    with archive.engine.connect() as conn:
+        found = {"trust:" + t.code: t for t in trusts.all_trusts(conn)}
+    for ae in aes.all_aes(archive.engine):
+        if ae.trust is not None:
+            found["ae:" + ae.title] = ae.trust
+    return found
+
+
 def reindex(archive: Archive, progress: Callable[[int], None] | None = None) -> ReindexReport:
+    """Rebuild studies, series and instances from the store. Patient records stay: the
+    master patient index (links made by hand or automatically, reviews, NHS numbers
+    learnt later, records known from HL7 before any image) lives only in the index, and
+    a record is found again by (issuer, patient ID); only its counters are recounted."""
     before = snapshot(archive)
     report = ReindexReport()
+    owners = owners_of(archive)
     with begin_write(archive.engine) as conn:
-        for table in (instances, series, studies, patients):
+        for table in (instances, series, studies):
             conn.execute(delete(table))
+        conn.execute(update(patients).values(num_studies=0, num_series=0, num_instances=0))
     after: dict[str, tuple[str, str]] = {}
     batch: list[tuple[str, write.InstanceRecord]] = []
     for key in archive.store.all_keys():
         if progress is not None:
             progress(1)
         try:
-            record = read_record(archive, key)
+            record = read_record(archive, key, owners)
         except (RixError, OSError, ValueError) as exc:
             report.unreadable.append((key, getattr(exc, "reason", str(exc))))
             continue

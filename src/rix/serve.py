@@ -11,8 +11,9 @@ import structlog
 import uvicorn
 
 from rix.archive import open_archive
+from rix.audit_export import AuditExporter
 from rix.config import Settings
-from rix.dicom import scp
+from rix.dicom import scp, tls
 from rix.metadata import MetadataBuilder
 from rix.web.app import create_app
 
@@ -39,7 +40,9 @@ class _Server(uvicorn.Server):
 def run(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; stores in flight finish before the index closes."""
     archive = open_archive(settings)
+    exporter = AuditExporter(archive.engine, settings).start() if settings.audit_syslog else None
     dicom_server = scp.start(archive)
+    tls_server = tls.start_tls(archive)
     builder = MetadataBuilder(archive).start()
     config = uvicorn.Config(
         create_app(archive),
@@ -53,6 +56,10 @@ def run(settings: Settings) -> None:
         _Server(config).run()
     finally:
         dicom_server.shutdown()
+        if tls_server is not None:
+            tls_server.shutdown()
         builder.stop()
+        if exporter is not None:
+            exporter.stop()
         archive.close()
         log.info("stopped")

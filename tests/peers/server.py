@@ -32,6 +32,7 @@ class RixServer:
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    _token: str = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,6 +59,23 @@ class RixServer:
             check=check,
             timeout=600,
         )
+
+    @property
+    def token(self) -> str:
+        """An API token of ``tester``, clinician and radiologist of trust TEST, made once
+        with the real command line: what STOW-RS stores through it is TEST's."""
+        if not self._token:
+            self.rix("trust", "add", "TEST", "--name", "Test Trust")
+            self.rix(
+                "user", "add", "tester", "--roles", "clinician,radiologist", "--trust", "TEST"
+            )
+            self._token = self.rix("token", "create", "tester").stdout.strip()
+        return self._token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header of ``token``."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def start(self, timeout: float = 30.0) -> RixServer:
         self.data.mkdir(parents=True, exist_ok=True)

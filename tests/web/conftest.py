@@ -23,15 +23,15 @@ def origin(rix_server: RixServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def http(origin: str) -> Iterator[httpx.Client]:
+def http(origin: str, rix_server: RixServer) -> Iterator[httpx.Client]:
     """Plain HTTP to ``/dicomweb``: for what a DICOMweb client library does not send."""
-    with httpx.Client(base_url=origin + "/dicomweb", timeout=60) as client:
-        yield client
+    with httpx.Client(base_url=origin + "/dicomweb", timeout=60, headers=rix_server.auth) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")
-def client(origin: str) -> DICOMwebClient:
-    dw = DICOMwebClient(origin + "/dicomweb")
+def client(origin: str, rix_server: RixServer) -> DICOMwebClient:
+    dw = DICOMwebClient(origin + "/dicomweb", headers=rix_server.auth)
     # dicomweb-client sets Host without the port (web.py `headers['Host'] = self.host`),
     # so every URL rix derives from Host would lose it; say what a browser would.
     dw.host = origin.removeprefix("http://")

@@ -327,7 +327,7 @@ def test_wado_bad_request_is_refused_with_a_reason(
     ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()),
 )
 def test_wado_uri_bad_request_is_refused_with_a_reason(
-    origin: str, study: StoredStudy, params: dict[str, str]
+    origin: str, study: StoredStudy, params: dict[str, str], rix_server: RixServer
 ) -> None:
     query = {
         "requestType": "WADO",
@@ -336,7 +336,7 @@ def test_wado_uri_bad_request_is_refused_with_a_reason(
         "objectUID": study.ct[0].SOPInstanceUID,
         **params,
     }
-    response = httpx.get(origin + "/wado", params=query, timeout=30)
+    response = httpx.get(origin + "/wado", params=query, timeout=30, headers=rix_server.auth)
     assert 400 <= response.status_code < 500, response.text
     assert response.json().get("error"), response.text
 
@@ -368,6 +368,7 @@ def test_content_length_of_4_gib_without_a_body_gets_413(rix_server: RixServer) 
     head = (
         "POST /dicomweb/studies HTTP/1.1\r\n"
         "Host: 127.0.0.1\r\n"
+        f"Authorization: Bearer {rix_server.token}\r\n"
         f"Content-Type: {DICOM_PARTS}\r\n"
         "Content-Length: 4294967295\r\n\r\n"
     ).encode()
@@ -495,7 +496,8 @@ def test_a_chunked_body_over_the_upload_limit_gets_413(
 
         with httpx.Client(timeout=30) as client:
             try:
-                response = client.post(url, content=chunks(), headers=STOW_HEADERS)
+                headers = {**STOW_HEADERS, **server.auth}
+                response = client.post(url, content=chunks(), headers=headers)
                 assert response.status_code == 413, response.text
             except httpx.TransportError:
                 pass  # the server may close the connection while the body is still sent

@@ -520,7 +520,7 @@ def test_study_thumbnail_passes_over_an_instance_without_pixels(
 # WADO-URI (PS3.18 9)
 
 
-def wado_uri(origin: str, study: StoredStudy, content_type: str) -> httpx.Response:
+def wado_uri(http: httpx.Client, study: StoredStudy, content_type: str) -> httpx.Response:
     ds = study.ct[0]
     params = {
         "requestType": "WADO",
@@ -529,21 +529,22 @@ def wado_uri(origin: str, study: StoredStudy, content_type: str) -> httpx.Respon
         "objectUID": ds.SOPInstanceUID,
         "contentType": content_type,
     }
-    return httpx.get(origin + "/wado", params=params, timeout=30)
+    origin = str(http.base_url).removesuffix("/").removesuffix("/dicomweb")
+    return httpx.get(origin + "/wado", params=params, timeout=30, headers=http.headers)
 
 
 def test_wado_uri_returns_the_instance_as_application_dicom(
-    origin: str, study: StoredStudy
+    http: httpx.Client, study: StoredStudy
 ) -> None:
-    response = wado_uri(origin, study, "application/dicom")
+    response = wado_uri(http, study, "application/dicom")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/dicom"
     assert after_file_meta(response.content) == dataset_bytes(study.ct[0])
     assert dcmread(io.BytesIO(response.content)).SOPInstanceUID == study.ct[0].SOPInstanceUID
 
 
-def test_wado_uri_renders_a_jpeg(origin: str, study: StoredStudy) -> None:
-    response = wado_uri(origin, study, "image/jpeg")
+def test_wado_uri_renders_a_jpeg(http: httpx.Client, study: StoredStudy) -> None:
+    response = wado_uri(http, study, "image/jpeg")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(response.content)).size == (64, 64)

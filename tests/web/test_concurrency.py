@@ -35,7 +35,7 @@ def test_concurrent_metadata_requests_for_a_study_just_stored_all_succeed(
         url = f"{origin}/dicomweb/studies/{study_uid}/metadata"
 
         def fetch(_: int, url: str = url) -> tuple[int, int]:
-            response = httpx.get(url, timeout=60)
+            response = httpx.get(url, timeout=60, headers=http.headers)
             return response.status_code, len(response.json()) if response.is_success else 0
 
         with ThreadPoolExecutor(max_workers=6) as pool:

@@ -19,6 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from tests.peers.server import RixServer
 from tests.web.conftest import StoredStudy
 
 EXAMPLES = 12  # per operation and mode: about 25 operations x 2 modes x 2 passes
@@ -33,13 +34,19 @@ FAST = settings(
 
 
 @pytest.fixture(scope="session")
-def api_schema(origin: str) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(origin + "/openapi.json", timeout=10)
+def api_schema(origin: str, rix_server: RixServer) -> schemathesis.BaseSchema:
+    schema = schemathesis.openapi.from_url(
+        origin + "/openapi.json", timeout=10, headers=rix_server.auth
+    )
+    schema.rix_auth = rix_server.auth  # type: ignore[attr-defined]
+    return schema
 
 
 def server_errors(
     api_schema: schemathesis.BaseSchema, adjust: Callable[[schemathesis.Case], None]
 ) -> list[str]:
+    """Signed in as the test user, so requests reach the code behind authentication."""
+    auth: dict[str, str] = api_schema.rix_auth  # type: ignore[attr-defined]
     """Run every operation in both modes; the failures as one line each."""
     failures: list[str] = []
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -51,6 +58,7 @@ def server_errors(
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
                 adjust(case)
+                case.headers = {**(case.headers or {}), **auth}
                 case.call_and_validate(checks=[not_a_server_error])
 
             try:
@@ -84,8 +92,10 @@ def test_generated_requests_on_a_stored_instance_get_no_server_error(
     assert server_errors(api_schema, pin) == []
 
 
-def test_openapi_document_lists_every_dicomweb_route(origin: str) -> None:
-    paths = httpx.get(origin + "/openapi.json", timeout=10).json()["paths"]
+def test_openapi_document_lists_every_dicomweb_route(origin: str, rix_server: RixServer) -> None:
+    paths = httpx.get(origin + "/openapi.json", timeout=10, headers=rix_server.auth).json()[
+        "paths"
+    ]
     instance = "/dicomweb/studies/{study}/series/{series}/instances/{sop}"
     for path in (
         "/dicomweb/studies",

@@ -189,10 +189,10 @@ JSON_ANSWERS = ["study-metadata", "series-metadata", "studies", "series", "insta
 
 @pytest.mark.parametrize("name", JSON_ANSWERS)
 def test_json_is_gzipped_when_the_client_accepts_gzip(
-    origin: str, json_answers: dict[str, str], name: str
+    origin: str, json_answers: dict[str, str], name: str, rix_server: RixServer
 ) -> None:
     url = origin + "/dicomweb" + json_answers[name]
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=rix_server.auth) as client:
         zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
         plain = client.get(url, headers={"Accept-Encoding": "identity"})
     assert zipped.headers.get("content-encoding") == "gzip"
@@ -202,9 +202,12 @@ def test_json_is_gzipped_when_the_client_accepts_gzip(
     assert len(gzip.compress(plain.content)) < len(plain.content)
 
 
-def test_gzip_refused_with_q_zero_is_not_sent(origin: str, study: StoredStudy) -> None:
+def test_gzip_refused_with_q_zero_is_not_sent(
+    origin: str, study: StoredStudy, rix_server: RixServer
+) -> None:
     url = f"{origin}/dicomweb/studies/{study.study_uid}/metadata"
-    response = httpx.get(url, headers={"Accept-Encoding": "gzip;q=0, identity"}, timeout=30)
+    headers = {"Accept-Encoding": "gzip;q=0, identity", **rix_server.auth}
+    response = httpx.get(url, headers=headers, timeout=30)
     assert response.status_code == 200
     assert "content-encoding" not in response.headers
 

@@ -11,8 +11,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.events import Event
 
+from rix import access
 from rix.archive import Archive
 from rix.dicom import identifiers
+from rix.dicom.principal import principal_of
 from rix.dicom.store import status
 from rix.errors import QueryStatus, RixError
 from rix.index import queries
@@ -25,10 +27,13 @@ MAX_QUEUED = 16  # responses waiting to be sent before the handler pauses
 
 def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
     identifier = event.identifier
+    principal = principal_of(event)
     try:
         query = identifiers.parse(identifier, str(event.request.AffectedSOPClassUID))
         with archive.engine.connect() as conn:
-            rows = list(queries.find(conn, query.level, query.matches))
+            rows = list(
+                queries.find(conn, query.level, query.matches, scope=access.scope(principal))
+            )
     except RixError as exc:
         yield status(exc.dimse_status, exc.reason), None
         return
@@ -39,6 +44,7 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
             None,
         )
         return
+    access.record_query(archive.writer.submit, principal, query.level, query.matches, rows)
     implicit = event.context.transfer_syntax == ImplicitVRLittleEndian
     plan = identifiers.plan_response(
         identifier, query.level, archive.settings.ae_title, implicit=implicit

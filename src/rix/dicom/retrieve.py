@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,17 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
+from rix import access, audit
 from rix.archive import Archive
 from rix.dicom import identifiers
 from rix.dicom.network import set_nodelay
-from rix.errors import InvalidQuery, QueryStatus, RixError
+from rix.dicom.principal import principal_of
+from rix.dicom.store import status
+from rix.errors import NOT_AUTHORIZED, AccessDenied, InvalidQuery, QueryStatus, RixError
 from rix.index import aes, queries
 from rix.index.attributes import UNIQUE_KEY
+from rix.region import identity
+from rix.region.trusts import Trust
 from rix.store.files import FileStore
 
 log = structlog.get_logger(__name__)
@@ -35,16 +41,73 @@ UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """What a retrieve sends, and the identity each patient's copies carry."""
+
+    stored: list[queries.StoredInstance]
+    coercions: dict[int, identity.Coercion]
+
+
 def plan(
-    archive: Archive, identifier: Dataset, sop_class: str = ""
-) -> list[queries.StoredInstance]:
-    """The instances an identifier asks for; its level's unique key must be given."""
+    archive: Archive,
+    identifier: Dataset,
+    sop_class: str,
+    principal: access.Principal,
+    destination: Trust | None,
+) -> Plan:
+    """The instances an identifier asks for that ``principal`` may see; its level's
+    unique key must be given. Nothing visible where something exists is a refusal."""
     query = identifiers.parse(identifier, sop_class)
     unique = UNIQUE_KEY[query.level]
     if not any(m.attribute.keyword == unique and not m.is_universal for m in query.matches):
         raise InvalidQuery(f"a {query.level.value}-level retrieve needs {unique}")
     with archive.engine.connect() as conn:
-        return queries.stored_instances(conn, query.matches)
+        stored = queries.stored_instances(conn, query.matches, scope=access.scope(principal))
+        if not stored and queries.exists_unscoped(conn, query.level, query.matches):
+            raise AccessDenied("not authorised: the patient's images are not shared with you")
+        found = identity.coercions(conn, {s.patient_pk for s in stored}, destination)
+    return Plan(stored=stored, coercions=found)
+
+
+def audit_retrieve(
+    archive: Archive,
+    principal: access.Principal,
+    stored: list[queries.StoredInstance],
+    destination: str,
+    refused: str = "",
+) -> None:
+    """One retrieve event per study sent (or refused), committed before sending starts."""
+    if refused:
+        access.record(
+            archive.writer.submit,
+            principal,
+            audit.Kind.RETRIEVE,
+            audit.Outcome.REFUSED,
+            None,
+            {"destination": destination, "reason": refused},
+        )
+        return
+    with archive.engine.connect() as conn:
+        who = queries.patients_by_pk(conn, {s.patient_pk for s in stored})
+    per_study: dict[str, list[queries.StoredInstance]] = {}
+    for item in stored:
+        per_study.setdefault(item.study_uid, []).append(item)
+    for study_uid, items in per_study.items():
+        ref = who.get(items[0].patient_pk)
+        touched = access.Touched(
+            study_uid=study_uid,
+            patient="" if ref is None else ref.ref,
+            nhs_number="" if ref is None else ref.nhs_number,
+        )
+        access.record(
+            archive.writer.submit,
+            principal,
+            audit.Kind.RETRIEVE,
+            audit.Outcome.SUCCESS,
+            touched,
+            {"destination": destination, "instances": len(items)},
+        )
 
 
 def contexts_for(stored: list[queries.StoredInstance]) -> list[PresentationContext]:
@@ -117,6 +180,7 @@ def load(
     archive: Archive,
     item: queries.StoredInstance,
     accepted: list[PresentationContext],
+    coercion: identity.Coercion | None = None,
 ) -> Dataset:
     stored_ts = UID(item.transfer_syntax)
     offered = {
@@ -125,13 +189,15 @@ def load(
         if cx.abstract_syntax == item.sop_class_uid
         for ts in cx.transfer_syntax
     }
-    if str(stored_ts) in offered and isinstance(archive.store, FileStore):
+    if coercion is None and str(stored_ts) in offered and isinstance(archive.store, FileStore):
         path = archive.store.path(item.storage_key)
         if not path.is_file():
             raise FileNotFoundError(f"object {item.storage_key} is missing from the store")
         return AsStored(item, path)
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
+    if coercion is not None:
+        coercion.apply(ds)
     if stored_ts.is_compressed and str(stored_ts) not in offered and offered & set(UNCOMPRESSED):
         ds.decompress()
     return ds
@@ -139,16 +205,17 @@ def load(
 
 def _sub_operations(
     archive: Archive,
-    stored: list[queries.StoredInstance],
+    planned: Plan,
     accepted: Callable[[], list[PresentationContext]],
     event: Event,
 ) -> Iterator[tuple[int, Dataset | None]]:
-    for item in stored:
+    for item in planned.stored:
         if event.is_cancelled:
             yield QueryStatus.CANCEL, None
             return
         try:
-            yield QueryStatus.PENDING, load(archive, item, accepted())
+            coercion = planned.coercions.get(item.patient_pk)
+            yield QueryStatus.PENDING, load(archive, item, accepted(), coercion)
         except (RixError, OSError, ValueError, RuntimeError) as exc:
             log.warning("retrieve sub-operation could not load", error=str(exc))
             failed = Dataset()
@@ -161,20 +228,27 @@ def _model(event: Event) -> str:
     return str(request.AffectedSOPClassUID)
 
 
+def _refusal(reason: str) -> Dataset:
+    return status(NOT_AUTHORIZED, reason)
+
+
 def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
-    destination = aes.get(
-        archive.engine,
+    principal = principal_of(event)
+    title = (
         event.move_destination.decode("ascii", "replace")
         if isinstance(event.move_destination, bytes)
-        else str(event.move_destination),
-    )
+        else str(event.move_destination)
+    ).strip()
+    destination = aes.get(archive.engine, title)
     if destination is None:
         yield None, None  # 0xA801 Move Destination Unknown
         return
+    refused: RixError | None = None
+    planned = Plan(stored=[], coercions={})
     try:
-        stored, refused = plan(archive, event.identifier, _model(event)), None
+        planned = plan(archive, event.identifier, _model(event), principal, destination.trust)
     except RixError as exc:
-        stored, refused = [], exc
+        refused = exc
     sub_assoc: dict[str, Any] = {}
 
     def established(ev: Event) -> None:
@@ -185,29 +259,43 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
         destination.host,
         destination.port,
         {
-            "contexts": contexts_for(stored) or [build_context("1.2.840.10008.1.1")],
+            "contexts": contexts_for(planned.stored) or [build_context("1.2.840.10008.1.1")],
             "ae_title": destination.title,
             "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ESTABLISHED, established)],
         },
     )
+    if isinstance(refused, AccessDenied):
+        audit_retrieve(archive, principal, [], title, refused.reason)
+        yield 1
+        yield _refusal(refused.reason), None
+        return
     if refused is not None:
         log.warning("c-move refused", reason=refused.reason)
         raise refused  # pynetdicom answers a failure (0xC513) before associating
-    yield len(stored)
+    audit_retrieve(archive, principal, planned.stored, title)
+    yield len(planned.stored)
 
     def accepted() -> list[PresentationContext]:
         assoc = sub_assoc.get("assoc")
         return list(assoc.accepted_contexts) if assoc is not None else []
 
-    yield from _sub_operations(archive, stored, accepted, event)
+    yield from _sub_operations(archive, planned, accepted, event)
 
 
 def handle_get(event: Event, archive: Archive) -> Iterator[Any]:
+    principal = principal_of(event)
+    requester = event.assoc.requestor.ae_title.strip()
     try:
-        stored = plan(archive, event.identifier, _model(event))
+        planned = plan(archive, event.identifier, _model(event), principal, principal.trust)
+    except AccessDenied as exc:
+        audit_retrieve(archive, principal, [], requester, exc.reason)
+        yield 1
+        yield _refusal(exc.reason), None
+        return
     except RixError as exc:
         log.warning("c-get refused", reason=exc.reason)
         raise  # pynetdicom answers a failure status
-    yield len(stored)
+    audit_retrieve(archive, principal, planned.stored, requester)
+    yield len(planned.stored)
     send_as_stored(event.assoc)
-    yield from _sub_operations(archive, stored, lambda: list(event.assoc.accepted_contexts), event)
+    yield from _sub_operations(archive, planned, lambda: list(event.assoc.accepted_contexts), event)

@@ -1,8 +1,8 @@
 """The DICOM listener: presentation contexts, association policy and handler wiring.
 
 Every storage SOP class is accepted in every transfer syntax pydicom knows, so rix stores
-what modalities send without transcoding. Calling AE titles must be in the AE registry
-unless ``accept_any_ae`` is set (PS3.8 A-ASSOCIATE-RJ reason 3 otherwise).
+what modalities send without transcoding. Who the caller is (a registered AE, a user it
+names, or an anonymous AE) is ``rix.dicom.principal``'s to decide.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from rix.archive import Archive
 from rix.config import quiet_phi_loggers
-from rix.dicom import commitment, find, retrieve, store
+from rix.dicom import commitment, find, principal, retrieve, store
 from rix.dicom.network import set_nodelay, shorten_reactor_poll
-from rix.index import aes
 
 log = structlog.get_logger(__name__)
 
@@ -64,20 +63,6 @@ def build_ae(archive: Archive) -> AE:
         ae.add_supported_context(sop_class)
     ae.add_supported_context(commitment.STORAGE_COMMITMENT)
     return ae
-
-
-def check_calling_ae(event: Event, archive: Archive) -> None:
-    if archive.settings.accept_any_ae:
-        return
-    primitive: Any = event.assoc.requestor.primitive
-    calling = str(primitive.calling_ae_title).strip()
-    if aes.get(archive.engine, calling) is None:
-        log.warning("association refused: calling AE title not registered")
-        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
-        # Wait, as pynetdicom's own rejections do, until the A-ASSOCIATE-RJ has left:
-        # pynetdicom closes the socket right after this handler, and the peer would
-        # otherwise see an abort instead of the reason.
-        event.assoc.kill()
 
 
 def prefer_proposed_syntaxes(event: Event) -> None:
@@ -115,7 +100,10 @@ def handlers(archive: Archive) -> list[Any]:
     return [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_REQUESTED, prefer_proposed_syntaxes),
-        (evt.EVT_REQUESTED, partial(check_calling_ae, archive=archive)),
+        (evt.EVT_REQUESTED, partial(principal.on_requested, archive=archive)),
+        (evt.EVT_USER_ID, partial(principal.on_user_identity, archive=archive)),
+        (evt.EVT_RELEASED, partial(store.audit_association, archive=archive)),
+        (evt.EVT_ABORTED, partial(store.audit_association, archive=archive)),
         (evt.EVT_C_ECHO, lambda _event: 0x0000),
         (evt.EVT_C_STORE, partial(store.handle_store, archive=archive)),
         (evt.EVT_C_FIND, partial(find.handle_find, archive=archive)),

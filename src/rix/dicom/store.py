@@ -9,7 +9,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.events import Event
 
+from rix.access import StoreTally
 from rix.archive import Archive
+from rix.dicom.principal import principal_of
 from rix.errors import RixError, StoreStatus
 from rix.ingest import Received, ingest
 
@@ -45,6 +47,7 @@ def even_length(dataset: bytes, transfer_syntax: str) -> bytes:
 def handle_store(event: Event, archive: Archive) -> Dataset:
     request: Any = event.request
     transfer_syntax = str(event.context.transfer_syntax)
+    principal = principal_of(event)
     received = Received(
         dataset=even_length(request.DataSet.getvalue(), transfer_syntax),
         transfer_syntax=transfer_syntax,
@@ -52,13 +55,35 @@ def handle_store(event: Event, archive: Archive) -> Dataset:
         source="dimse",
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+        trust=principal.trust,
     )
+    tally = _tally(event)
     try:
         result = ingest(archive, received)
     except RixError as exc:
         log.warning("c-store refused", reason=exc.reason, status=hex(exc.dimse_status))
+        tally.failed(exc.reason)
         return status(exc.dimse_status, exc.reason)
     except Exception as exc:  # a bug must become an answer, never a dead association
         log.exception("c-store failed", error=type(exc).__name__)
+        tally.failed(type(exc).__name__)
         return status(StoreStatus.PROCESSING_FAILURE, f"processing failure: {type(exc).__name__}")
+    tally.stored(result)
     return status(result.status, result.reason)
+
+
+def _tally(event: Event) -> StoreTally:
+    assoc: Any = event.assoc
+    tally: StoreTally | None = getattr(assoc, "rix_stored", None)
+    if tally is None:
+        tally = assoc.rix_stored = StoreTally()
+    return tally
+
+
+def audit_association(event: Event, archive: Archive) -> None:
+    """EVT_RELEASED / EVT_ABORTED: one store event per study the association sent
+    (the DICOM "Instances Transferred" audit message of PS3.15 A.5 is per study)."""
+    tally: StoreTally | None = getattr(event.assoc, "rix_stored", None)
+    if tally is None:
+        return
+    tally.record(archive.writer.submit, principal_of(event))

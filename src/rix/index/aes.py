@@ -1,13 +1,20 @@
-"""The AE registry: DICOM peers rix may accept associations from and send to."""
+"""The AE registry: DICOM peers rix accepts associations from and sends to.
+
+Each peer may belong to a trust: what it sends belongs to that trust, what it may query
+and retrieve is what that trust's staff may (``rix.access``), and images sent to it
+carry that trust's patient identifiers (``rix.region.identity``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, Row, delete, insert, select, update
 
 from rix.index.database import begin_write
-from rix.index.schema import application_entities
+from rix.index.schema import application_entities, trusts
+from rix.region.trusts import Trust, get_trust
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,12 +23,19 @@ class RemoteAE:
     host: str
     port: int
     description: str = ""
+    trust: Trust | None = None
 
 
-def add(engine: Engine, ae: RemoteAE) -> None:
+def add(engine: Engine, ae: RemoteAE, trust: str = "") -> None:
     """Register or update a peer; AE titles are unique (PS3.8 9.3.2.1)."""
-    values = {"host": ae.host, "port": ae.port, "description": ae.description}
     with begin_write(engine) as conn:
+        trust_pk = get_trust(conn, trust).pk if trust else None
+        values = {
+            "host": ae.host,
+            "port": ae.port,
+            "description": ae.description,
+            "trust_pk": trust_pk,
+        }
         found = conn.execute(
             select(application_entities.c.id).where(application_entities.c.title == ae.title)
         ).first()
@@ -43,20 +57,27 @@ def remove(engine: Engine, title: str) -> bool:
     return bool(result.rowcount)
 
 
+def _select() -> Any:
+    return select(application_entities, trusts.c.code, trusts.c.name, trusts.c.issuer).outerjoin(
+        trusts, trusts.c.id == application_entities.c.trust_pk
+    )
+
+
+def _ae(row: Row[Any]) -> RemoteAE:
+    trust = None
+    if row.trust_pk is not None:
+        trust = Trust(pk=row.trust_pk, code=row.code, name=row.name, issuer=row.issuer)
+    return RemoteAE(
+        title=row.title, host=row.host, port=row.port, description=row.description, trust=trust
+    )
+
+
 def get(engine: Engine, title: str) -> RemoteAE | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(application_entities).where(application_entities.c.title == title.strip())
-        ).first()
-    if row is None:
-        return None
-    return RemoteAE(title=row.title, host=row.host, port=row.port, description=row.description)
+        row = conn.execute(_select().where(application_entities.c.title == title.strip())).first()
+    return None if row is None else _ae(row)
 
 
 def all_aes(engine: Engine) -> list[RemoteAE]:
     with engine.connect() as conn:
-        rows = conn.execute(select(application_entities).order_by(application_entities.c.title))
-        return [
-            RemoteAE(title=r.title, host=r.host, port=r.port, description=r.description)
-            for r in rows
-        ]
+        return [_ae(r) for r in conn.execute(_select().order_by(application_entities.c.title))]

@@ -8,7 +8,7 @@ case-insensitively, everything else case-sensitively, on SQLite and PostgreSQL a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    exists,
     or_,
     select,
 )
@@ -192,6 +193,8 @@ def _filtered(
         if not match.is_universal:
             query = query.where(condition(match))
     if scope is not None:
+        if level is Level.PATIENT:  # no studies in the FROM: the patient has a visible study
+            scope = exists(select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope))
         query = query.where(scope)
     return query
 
@@ -203,10 +206,12 @@ class StoredInstance:
     transfer_syntax: str
     storage_key: str
     sha256: str
+    study_uid: str
+    patient_pk: int  # for the audit trail and identity on the way out (rix.region)
 
 
 def stored_instances(
-    conn: Connection, matches: Sequence[Match], *, scope: ColumnElement[bool] | None = None
+    conn: Connection, matches: Sequence[Match], *, scope: ColumnElement[bool] | None
 ) -> list[StoredInstance]:
     """Instances to retrieve (C-MOVE, C-GET, WADO), in series then instance order."""
     columns = [
@@ -215,6 +220,8 @@ def stored_instances(
         instances.c.transfer_syntax,
         instances.c.storage_key,
         instances.c.sha256,
+        studies.c.study_uid,
+        patients.c.id.label("patient_pk"),
     ]
     query = _filtered(Level.IMAGE, columns, matches, scope).order_by(None)
     query = query.order_by(
@@ -230,12 +237,12 @@ def find(
     *,
     limit: int | None = None,
     offset: int = 0,
-    scope: ColumnElement[bool] | None = None,
+    scope: ColumnElement[bool] | None,
 ) -> Iterator[dict[str, Any]]:
     """Rows of ``level`` matching every key; each row maps keyword → stored value.
 
-    ``scope`` is the access filter of the caller (the region issue adds it); every read
-    takes one so no front end can forget it.
+    ``scope`` is the caller's access filter (``rix.access.scope``); every read takes one
+    so no front end can forget it.
     """
     allowed = set(levels_down_to(level))
     columns: list[Any] = []
@@ -247,3 +254,107 @@ def find(
         query = query.limit(limit).offset(offset)
     for row in conn.execute(query):
         yield dict(row._mapping)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientRef:
+    pk: int
+    issuer: str
+    patient_id: str
+    nhs_number: str
+    person_pk: int | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.issuer}/{self.patient_id}"
+
+
+def patients_by_pk(conn: Connection, pks: Iterable[int]) -> dict[int, PatientRef]:
+    """Who the given patient records are (the audit trail, identity on the way out)."""
+    wanted = sorted(set(pks))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(
+            patients.c.id,
+            patients.c.issuer,
+            patients.c.patient_id,
+            patients.c.nhs_number,
+            patients.c.person_pk,
+        ).where(patients.c.id.in_(wanted))
+    )
+    return {
+        r.id: PatientRef(
+            pk=r.id,
+            issuer=r.issuer,
+            patient_id=r.patient_id,
+            nhs_number=r.nhs_number,
+            person_pk=r.person_pk,
+        )
+        for r in rows
+    }
+
+
+def exists_unscoped(conn: Connection, level: Level, matches: Sequence[Match]) -> bool:
+    """Whether anything matches at all, ignoring access: tells a refusal (audited, and
+    answered as one) from an empty answer."""
+    query = _filtered(level, [TABLES[level].c.id], matches, None).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def patient_of_study(
+    conn: Connection, study_uid: str, *, scope: ColumnElement[bool] | None
+) -> PatientRef | None:
+    """The patient of a study the scope lets through (None: no such study, or hidden)."""
+    query = (
+        select(
+            patients.c.id,
+            patients.c.issuer,
+            patients.c.patient_id,
+            patients.c.nhs_number,
+            patients.c.person_pk,
+        )
+        .select_from(patients)
+        .join(studies, studies.c.patient_pk == patients.c.id)
+        .where(studies.c.study_uid == study_uid)
+    )
+    if scope is not None:
+        query = query.where(scope)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return PatientRef(
+        pk=row.id,
+        issuer=row.issuer,
+        patient_id=row.patient_id,
+        nhs_number=row.nhs_number,
+        person_pk=row.person_pk,
+    )
+
+
+def studies_of_person(
+    conn: Connection, person_pk: int, *, scope: ColumnElement[bool] | None
+) -> list[dict[str, Any]]:
+    """The regional timeline: every study of the person's linked records, newest first."""
+    query = (
+        select(
+            studies.c.study_uid,
+            studies.c.study_date,
+            studies.c.study_time,
+            studies.c.study_description,
+            studies.c.accession_number,
+            studies.c.modalities,
+            studies.c.num_series,
+            studies.c.num_instances,
+            studies.c.trust_pk,
+            patients.c.issuer,
+            patients.c.patient_id,
+        )
+        .select_from(patients)
+        .join(studies, studies.c.patient_pk == patients.c.id)
+        .where(patients.c.person_pk == person_pk)
+        .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
+    )
+    if scope is not None:
+        query = query.where(scope)
+    return [dict(r._mapping) for r in conn.execute(query)]

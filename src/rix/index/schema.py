@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -51,11 +52,17 @@ patients = Table(
     Column("num_studies", Integer, nullable=False, server_default="0"),
     Column("num_series", Integer, nullable=False, server_default="0"),
     Column("num_instances", Integer, nullable=False, server_default="0"),
+    # the region (rix.region): the issuer names the trust whose record this is
+    _s("nhs_number", 16),  # as found; valid or not (see mpi_reviews)
+    Column("person_pk", Integer, ForeignKey("persons.id")),
+    _s("link_state", 16),  # '', auto, manual, unlinked (by hand: never re-linked), review
     UniqueConstraint("issuer", "patient_id", name="uq_patients_issuer_patient_id"),
 )
 Index("ix_patients_name_ci", patients.c.patient_name_ci)
 Index("ix_patients_birth_date", patients.c.birth_date)
 Index("ix_patients_patient_id", patients.c.patient_id)
+Index("ix_patients_person_pk", patients.c.person_pk)
+Index("ix_patients_nhs_number", patients.c.nhs_number)
 
 studies = Table(
     "studies",
@@ -77,8 +84,11 @@ studies = Table(
     Column("num_instances", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # the trust that sent the study's first instance: what the access policy filters on
+    Column("trust_pk", Integer, ForeignKey("trusts.id")),
 )
 Index("ix_studies_patient_pk", studies.c.patient_pk)
+Index("ix_studies_trust_pk", studies.c.trust_pk)
 Index("ix_studies_study_date", studies.c.study_date)
 Index("ix_studies_accession_number", studies.c.accession_number)
 Index("ix_studies_updated_at", studies.c.updated_at)
@@ -165,6 +175,7 @@ application_entities = Table(
     Column("host", String(255), nullable=False),
     Column("port", Integer, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
+    Column("trust_pk", Integer, ForeignKey("trusts.id")),  # what it sends belongs to this trust
 )
 
 audit_events = Table(
@@ -180,5 +191,135 @@ audit_events = Table(
     Column("detail", Text, nullable=False, server_default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    _s("trust", 16),  # the actor's trust code
+    Column("patient", Text, nullable=False, server_default=""),  # issuer/patient ID
+    _s("nhs_number", 16),
 )
 Index("ix_audit_events_at", audit_events.c.at)
+Index("ix_audit_events_study_uid", audit_events.c.study_uid)
+Index("ix_audit_events_nhs_number", audit_events.c.nhs_number)
+Index("ix_audit_events_actor", audit_events.c.actor)
+
+audit_export = Table(
+    "audit_export",
+    metadata,
+    # how far each destination has acknowledged the chain: the table itself is the spool
+    Column("destination", String(64), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+)
+
+# --- the region: trusts, their sites and users, sharing agreements (rix.region) ---
+
+trusts = Table(
+    "trusts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(16), nullable=False, unique=True),
+    Column("name", Text, nullable=False, server_default=""),
+    # Issuer of Patient ID of the trust's hospital numbers (PS3.3 C.7.1.1)
+    Column("issuer", String(64), nullable=False, unique=True),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trust_pk", Integer, ForeignKey("trusts.id"), nullable=False),
+    Column("code", String(16), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    UniqueConstraint("trust_pk", "code", name="uq_sites_trust_pk_code"),
+)
+
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # stored once per pair, lower trust id first: an agreement shares both ways
+    Column("trust_a", Integer, ForeignKey("trusts.id"), nullable=False),
+    Column("trust_b", Integer, ForeignKey("trusts.id"), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("trust_a", "trust_b", name="uq_agreements_trust_a_trust_b"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(128), nullable=False, unique=True),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("trust_pk", Integer, ForeignKey("trusts.id")),
+    Column("roles", Text, nullable=False, server_default=""),  # comma-separated
+    Column("password_hash", Text, nullable=False, server_default=""),  # argon2id; '' = none
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("created_at", Float, nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_pk", Integer, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # api-token or session
+    # SHA-256 of a 256-bit random secret: a fast look-up, and a leaked table reveals nothing
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("label", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+)
+Index("ix_credentials_user_pk", credentials.c.user_pk)
+
+# --- the master patient index (rix.region.mpi) ---
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("nhs_number", String(10), unique=True),  # None: linked by hand without one
+    Column("created_at", Float, nullable=False),
+)
+
+mpi_reviews = Table(
+    "mpi_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("person_pk", Integer, ForeignKey("persons.id")),  # the person it might be
+    _s("nhs_number", 16),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("resolution", Text, nullable=False, server_default=""),
+)
+Index("ix_mpi_reviews_patient_pk", mpi_reviews.c.patient_pk)
+
+# --- what the access policy reads (rix.access) ---
+
+relationships = Table(
+    "relationships",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # an order, encounter or referral for the person at this trust
+    Column("trust_pk", Integer, ForeignKey("trusts.id"), nullable=False),
+    Column("person_pk", Integer, ForeignKey("persons.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reference", Text, nullable=False, server_default=""),
+    Column("recorded_by", String(128), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+)
+Index("ix_relationships_trust_pk_person_pk", relationships.c.trust_pk, relationships.c.person_pk)
+
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_pk", Integer, ForeignKey("users.id"), nullable=False),
+    Column("person_pk", Integer, ForeignKey("persons.id"), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_break_glass_user_pk_person_pk", break_glass.c.user_pk, break_glass.c.person_pk)

@@ -17,6 +17,8 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from rix import parsing
 from rix.index.attributes import Level, stored_attributes
 from rix.index.schema import instance_conflicts, instances, patients, series, studies
+from rix.region import mpi, nhs
+from rix.region.trusts import Trust
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,13 +47,20 @@ class InstanceRecord:
         calling_ae: str,
         pixel_data_offset: int | None = None,
         received_at: float | None = None,
+        trust: Trust | None = None,
     ) -> InstanceRecord:
+        """``trust`` is the sender's: the owner of a new study, and the issuer of a
+        PatientID that arrives without one (the trust's own hospital number)."""
         values = {level: _level_values(ds, level) for level in Level}
         patient = values[Level.PATIENT]
         patient["patient_name_ci"] = name_key(patient["patient_name"])
         patient["other_patient_ids"] = _other_ids(ds)
+        patient["nhs_number"] = nhs.in_dataset(ds).value[:16]
+        if trust is not None and not patient["issuer"]:
+            patient["issuer"] = trust.issuer
         study = values[Level.STUDY]
         study["referring_physician_name_ci"] = name_key(study["referring_physician_name"])
+        study["trust_pk"] = None if trust is None else trust.pk
         instance = values[Level.IMAGE]
         instance.update(
             transfer_syntax=transfer_syntax,
@@ -354,6 +363,7 @@ def _patient_pk(conn: Connection, values: dict[str, Any], cache: IndexCache) -> 
     ).scalar()
     if pk is None:
         pk = _new_pk(conn.execute(insert(patients).values(**values)).inserted_primary_key)
+        mpi.on_new_record(conn, pk)
     cache.patients[key] = int(pk)
     return int(pk)
 

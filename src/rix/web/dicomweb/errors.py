@@ -64,4 +64,7 @@ def archive_of(request: Request) -> Archive:
 
 async def rix_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RixError)
-    return JSONResponse({"error": exc.reason}, status_code=exc.http_status)
+    headers = {}
+    if exc.http_status == 401:  # RFC 6750 3: say how to authenticate
+        headers["WWW-Authenticate"] = 'Bearer realm="rix"'
+    return JSONResponse({"error": exc.reason}, status_code=exc.http_status, headers=headers)

@@ -15,10 +15,13 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from pydicom.datadict import keyword_for_tag
 
+from rix import access
+from rix.access import Principal
 from rix.archive import Archive
 from rix.errors import InvalidQuery
 from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
+from rix.web.auth import principal_of
 from rix.web.dicomweb import dicomjson, media
 from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
 
@@ -257,23 +260,30 @@ def _retrieve_url(row: Mapping[str, Any], base_url: str) -> str:
     return url
 
 
-def search(archive: Archive, query: QidoQuery) -> list[dict[str, Any]]:
+def search(archive: Archive, query: QidoQuery, principal: Principal) -> list[dict[str, Any]]:
     with archive.engine.connect() as conn:
         try:
-            return list(
+            rows = list(
                 queries.find(
-                    conn, query.level, query.matches, limit=query.limit, offset=query.offset
+                    conn,
+                    query.level,
+                    query.matches,
+                    limit=query.limit,
+                    offset=query.offset,
+                    scope=access.scope(principal),
                 )
             )
         except InvalidQuery as exc:
             raise BadRequest(exc.reason) from exc
+    access.record_query(archive.writer.submit, principal, query.level, query.matches, rows)
+    return rows
 
 
 def answer(request: Request, archive: Archive, level: Level, fixed: dict[str, str]) -> Response:
     check_uids(*fixed.values())
     check_accept(request, (DICOM_JSON, "application/json"))
     query = parse(list(request.query_params.multi_items()), level, fixed)
-    rows = search(archive, query)
+    rows = search(archive, query, principal_of(request))
     base = str(request.base_url).rstrip("/") + "/dicomweb"
     body = json.dumps([to_json(r, query.fields, base) for r in rows], ensure_ascii=False)
     headers: dict[str, str] = {}

@@ -19,9 +19,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from rix import parsing
+from rix.access import Principal, StoreTally
 from rix.archive import Archive
-from rix.errors import InvalidInstance, RixError, StoreStatus
+from rix.errors import AccessDenied, InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
+from rix.web.auth import principal_of
 from rix.web.dicomweb import media
 from rix.web.dicomweb.errors import (
     BadRequest,
@@ -76,12 +78,27 @@ def _failed(data: bytes, exc: RixError) -> Outcome:
     )
 
 
-def store_part(archive: Archive, data: bytes, study: str | None) -> Outcome:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload:
+    """Who stores, and the tally of what they stored (audited once per study)."""
+
+    principal: Principal
+    tally: StoreTally
+    study: str | None
+
+
+def store_part(archive: Archive, data: bytes, upload: Upload) -> Outcome:
     try:  # parsing.split_file also reads File Meta written without a preamble
-        received = replace(received_from_file(data, source="stow"), study_uid=study or "")
-        return _from_result(ingest(archive, received))
+        received = replace(
+            received_from_file(data, source="stow", trust=upload.principal.trust),
+            study_uid=upload.study or "",
+        )
+        result = ingest(archive, received)
     except RixError as exc:
+        upload.tally.failed(exc.reason)
         return _failed(data, exc)
+    upload.tally.stored(result)
+    return _from_result(result)
 
 
 def dataset_from_json(document: dict[str, Any], bulk: dict[str, bytes]) -> bytes:
@@ -190,6 +207,17 @@ async def _limited(request: Request, limit: int) -> Any:
 async def stow(request: Request, study: str | None) -> Response:
     archive = archive_of(request)
     check_uids(study)
+    principal = principal_of(request)
+    if not principal.sees_images:
+        raise AccessDenied("storing images needs a clinical role at a trust")
+    upload = Upload(principal=principal, tally=StoreTally(), study=study)
+    try:
+        return await _stow(request, archive, upload)
+    finally:
+        await run_in_threadpool(upload.tally.record, archive.writer.submit, principal)
+
+
+async def _stow(request: Request, archive: Archive, upload: Upload) -> Response:
     media.choose(media.parse_accept(request), ["application/dicom+json", "application/json"])
     limit = archive.settings.max_upload_mb << 20
     boundary, part_type = _check_request(request, limit)
@@ -199,7 +227,7 @@ async def stow(request: Request, study: str | None) -> Response:
     async for part in parts(_limited(request, limit), boundary):
         kind = part.content_type or part_type
         if kind == "application/dicom":
-            outcomes.append(await run_in_threadpool(store_part, archive, part.read(), study))
+            outcomes.append(await run_in_threadpool(store_part, archive, part.read(), upload))
         elif kind in ("application/dicom+json", "application/json"):
             json_parts.append(part)
         elif "content-location" in part.headers:
@@ -214,7 +242,7 @@ async def stow(request: Request, study: str | None) -> Response:
                 )
             )
     for part in json_parts:
-        outcomes.extend(await run_in_threadpool(_store_json, archive, part, bulk, study))
+        outcomes.extend(await run_in_threadpool(_store_json, archive, part, bulk, upload))
     if not outcomes:
         raise BadRequest("the body has no parts to store")
     return answer(request, outcomes)
@@ -226,7 +254,7 @@ class UnsupportedPart(RixError):
 
 
 def _store_json(
-    archive: Archive, part: Part, bulk: dict[str, bytes], study: str | None
+    archive: Archive, part: Part, bulk: dict[str, bytes], upload: Upload
 ) -> list[Outcome]:
     try:
         documents = json.loads(part.read())
@@ -237,7 +265,7 @@ def _store_json(
     out = []
     for document in documents:
         try:
-            out.append(store_part(archive, dataset_from_json(document, bulk), study))
+            out.append(store_part(archive, dataset_from_json(document, bulk), upload))
         except RixError as exc:
             out.append(_failed(b"", exc))
     return out

@@ -52,8 +52,8 @@ def locate(
     archive: Archive, study: str, series_uid: str | None = None, sop: str | None = None
 ) -> list[queries.StoredInstance]:
     check_uids(study, series_uid, sop)
-    with archive.engine.connect() as conn:
-        found = queries.stored_instances(conn, _matches(study, series_uid, sop))
+    with archive.engine.connect() as conn:  # the study was authorised (web.auth)
+        found = queries.stored_instances(conn, _matches(study, series_uid, sop), scope=None)
     if not found:
         raise NotFound("no such " + ("instance" if sop else "series" if series_uid else "study"))
     return found

@@ -1,0 +1,324 @@
+"""The one access policy: who may see which studies, as an SQL filter, and the audit trail.
+
+Every front end (DIMSE, DICOMweb, the portal, FHIR) turns its caller into a ``Principal``
+and passes ``scope(principal)`` to every index read, so nothing is fetched and then
+discarded, and no endpoint decides access on its own (DESIGN.md, "Access").
+
+The rules:
+
+- A user sees their own trust's studies when one of their roles is clinical or a trust
+  administrator's; region administrators and auditors see no images.
+- Another trust's studies only when the two trusts have a sharing agreement AND the
+  patient has a legitimate relationship with the user's trust (an order, encounter or
+  referral there) or the user declared break-glass for the patient, with a reason, and
+  it has not expired.
+- A DICOM AE registered to a trust sees as that trust's staff do, without break-glass
+  (a machine cannot declare one); an AE identified with a user (User Identity
+  Negotiation, PS3.7 D.3.3.7) is that user.
+- An unregistered AE (only when ``accept_any_ae`` is on, loopback only) sees only what
+  no trust owns: the laptop demo's anonymous peers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from threading import Lock
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
+
+from rix import audit
+from rix.auth.users import Role, User
+from rix.errors import AccessDenied, Conflict
+from rix.index.attributes import Level
+from rix.index.queries import Match
+from rix.index.schema import break_glass, patients, relationships, studies
+from rix.region import mpi, trusts
+from rix.region.trusts import Trust
+
+if TYPE_CHECKING:
+    from rix.ingest import IngestResult
+
+IMAGE_ROLES = frozenset({Role.CLINICIAN, Role.RADIOLOGIST, Role.RADIOGRAPHER, Role.TRUST_ADMIN})
+BREAK_GLASS_ROLES = frozenset({Role.CLINICIAN, Role.RADIOLOGIST})
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    AE = "ae"  # a registered DICOM peer acting for its trust
+    ANONYMOUS_AE = "anonymous-ae"  # accepted only because accept_any_ae is on
+    SYSTEM = "system"  # rix itself: the command line on the server, jobs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    kind: PrincipalKind
+    name: str  # user name or AE title
+    source: str = ""  # where the request came from: an address
+    trust: Trust | None = None
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    user_pk: int | None = None
+
+    @classmethod
+    def of_user(cls, user: User, source: str) -> Principal:
+        return cls(
+            kind=PrincipalKind.USER,
+            name=user.username,
+            source=source,
+            trust=user.trust,
+            roles=user.roles,
+            user_pk=user.pk,
+        )
+
+    @classmethod
+    def of_ae(cls, title: str, trust: Trust | None, source: str) -> Principal:
+        kind = PrincipalKind.AE if trust is not None else PrincipalKind.ANONYMOUS_AE
+        return cls(kind=kind, name=title, source=source, trust=trust)
+
+    @property
+    def trust_code(self) -> str:
+        return "" if self.trust is None else self.trust.code
+
+    @property
+    def sees_images(self) -> bool:
+        if self.kind is PrincipalKind.USER:
+            return self.trust is not None and bool(self.roles & IMAGE_ROLES)
+        return True
+
+
+SYSTEM = Principal(kind=PrincipalKind.SYSTEM, name="rix")
+
+
+def scope(principal: Principal, now: float | None = None) -> ColumnElement[bool] | None:
+    """SQL over ``studies`` and ``patients`` selecting what ``principal`` may see; None is
+    everything (rix itself). Every index read takes it (``rix.index.queries``)."""
+    if principal.kind is PrincipalKind.SYSTEM:
+        return None
+    if principal.kind is PrincipalKind.ANONYMOUS_AE:
+        return studies.c.trust_pk.is_(None)
+    if not principal.sees_images or principal.trust is None:
+        return false()
+    now = time.time() if now is None else now
+    trust_pk = principal.trust.pk
+    grounds = [
+        patients.c.person_pk.in_(
+            select(relationships.c.person_pk).where(
+                relationships.c.trust_pk == trust_pk,
+                or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
+            )
+        )
+    ]
+    if principal.user_pk is not None:
+        grounds.append(
+            patients.c.person_pk.in_(
+                select(break_glass.c.person_pk).where(
+                    break_glass.c.user_pk == principal.user_pk, break_glass.c.expires_at > now
+                )
+            )
+        )
+    shared = and_(studies.c.trust_pk.in_(trusts.partners(trust_pk)), or_(*grounds))
+    return or_(studies.c.trust_pk == trust_pk, shared)
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    """Administrative actions: the principal must hold one of ``roles``."""
+    if principal.kind is PrincipalKind.SYSTEM:
+        return
+    if not principal.roles & set(roles):
+        raise AccessDenied(f"needs the role {' or '.join(r.value for r in roles)}")
+
+
+def require_trust_admin(principal: Principal, trust: str) -> None:
+    """Region administrators manage every trust; trust administrators their own."""
+    if principal.kind is PrincipalKind.SYSTEM or Role.REGION_ADMIN in principal.roles:
+        return
+    if Role.TRUST_ADMIN in principal.roles and principal.trust_code == trust.strip().upper():
+        return
+    raise AccessDenied(f"needs region-admin, or trust-admin of {trust}")
+
+
+def declare_break_glass(
+    conn: Connection, principal: Principal, person_pk: int, reason: str, hours: float
+) -> float:
+    """Open a patient's records at partner trusts to this user for ``hours``; returns
+    when it expires. Audited as a security alert by the caller (``record``)."""
+    if principal.user_pk is None:
+        raise AccessDenied("only a signed-in user can declare break-glass")
+    if not principal.roles & BREAK_GLASS_ROLES:
+        raise AccessDenied("break-glass is for clinicians and radiologists")
+    reason = reason.strip()
+    if len(reason) < 10:
+        raise Conflict("break-glass needs a reason of at least 10 characters")
+    now = time.time()
+    expires = now + hours * 3600
+    conn.execute(
+        break_glass.insert().values(
+            user_pk=principal.user_pk,
+            person_pk=person_pk,
+            reason=reason,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    return expires
+
+
+def record_relationship(
+    conn: Connection,
+    principal: Principal,
+    *,
+    trust: Trust,
+    person_pk: int,
+    kind: str,
+    reference: str = "",
+    expires_at: float | None = None,
+) -> None:
+    """An order, encounter or referral for the person at ``trust`` (the workflow issue
+    feeds these from HL7; until then an API records them)."""
+    if kind not in ("order", "encounter", "referral"):
+        raise Conflict("a relationship is an order, encounter or referral")
+    if principal.kind is not PrincipalKind.SYSTEM:
+        if principal.trust is None or principal.trust.pk != trust.pk:
+            raise AccessDenied("relationships are recorded by the patient's trust")
+        require_role(principal, *IMAGE_ROLES)
+    same = conn.execute(
+        select(relationships.c.id).where(
+            relationships.c.trust_pk == trust.pk,
+            relationships.c.person_pk == person_pk,
+            relationships.c.kind == kind,
+            relationships.c.reference == reference,
+            relationships.c.expires_at.is_(None) if expires_at is None else false(),
+        )
+    ).first()
+    if same is not None:  # the same order sent twice is one relationship
+        return
+    conn.execute(
+        relationships.insert().values(
+            trust_pk=trust.pk,
+            person_pk=person_pk,
+            kind=kind,
+            reference=reference,
+            recorded_by=principal.name,
+            created_at=time.time(),
+            expires_at=expires_at,
+        )
+    )
+
+
+def person_named(conn: Connection, *, nhs_number: str = "", patient: str = "") -> int:
+    """The person a request names, by NHS number or by a record ``issuer/patient ID``."""
+    if nhs_number:
+        return mpi.person_for_nhs(conn, nhs_number)
+    return mpi.person_of(conn, mpi.find_record(conn, patient).pk)
+
+
+# --- the audit trail: every access to patient data, recorded once, here ---
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Touched:
+    """Which patient and study an event is about (PS3.15 A.5 participant objects)."""
+
+    study_uid: str = ""
+    patient: str = ""  # issuer/patient ID
+    nhs_number: str = ""
+
+
+Submit = Callable[[Callable[[Connection], Any]], Any]
+
+
+def record(
+    submit: Submit,
+    principal: Principal,
+    kind: audit.Kind,
+    outcome: audit.Outcome,
+    touched: Touched | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write one audit event through the index writer (``IndexWriter.submit``): it is
+    committed before the caller answers, in the group commit of concurrent requests."""
+    touched = touched or Touched()
+
+    def write(conn: Connection) -> None:
+        audit.record(
+            conn,
+            kind=kind.value,
+            outcome=outcome.value,
+            actor=principal.name,
+            source=principal.source,
+            study_uid=touched.study_uid,
+            detail=detail,
+            trust=principal.trust_code,
+            patient=touched.patient,
+            nhs_number=touched.nhs_number,
+        )
+
+    submit(write)
+
+
+@dataclass
+class StoreTally:
+    """What one association or request stored, per study, until it is audited once."""
+
+    studies: dict[str, list[Any]] = field(default_factory=dict)  # uid → [n, patient, nhs]
+    failures: list[str] = field(default_factory=list)
+    lock: Lock = field(default_factory=Lock)  # an import stores from several threads
+
+    def stored(self, result: IngestResult) -> None:
+        with self.lock:
+            entry = self.studies.setdefault(
+                result.study_uid, [0, result.patient, result.nhs_number]
+            )
+            entry[0] += 1
+
+    def failed(self, reason: str) -> None:
+        with self.lock:
+            self.failures.append(reason[:200])
+
+    def record(self, submit: Submit, principal: Principal) -> None:
+        for study_uid, (count, patient, nhs_number) in self.studies.items():
+            touched = Touched(study_uid=study_uid, patient=patient, nhs_number=nhs_number)
+            record(
+                submit,
+                principal,
+                audit.Kind.STORE,
+                audit.Outcome.SUCCESS,
+                touched,
+                {"instances": count},
+            )
+        if self.failures:
+            record(
+                submit,
+                principal,
+                audit.Kind.STORE,
+                audit.Outcome.FAILURE,
+                None,
+                {"failed": len(self.failures), "reasons": sorted(set(self.failures))[:10]},
+            )
+        self.studies.clear()
+        self.failures.clear()
+
+
+def record_query(
+    submit: Submit,
+    principal: Principal,
+    level: Level,
+    matches: Sequence[Match],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """One query event: the keys asked (the DICOM "Query" audit message carries the query
+    itself) and, when the answer names one study or one patient, who it was about."""
+    keys = {m.attribute.keyword: m.value for m in matches if not m.is_universal}
+    studies_found = {r.get("StudyInstanceUID", "") for r in rows} - {""}
+    patients_found = {(r.get("IssuerOfPatientID", ""), r.get("PatientID", "")) for r in rows}
+    touched = Touched()
+    if len(studies_found) == 1:
+        touched = Touched(study_uid=next(iter(studies_found)))
+    if len(patients_found) == 1:
+        issuer, patient_id = next(iter(patients_found))
+        touched = Touched(study_uid=touched.study_uid, patient=f"{issuer}/{patient_id}")
+    detail = {"level": level.value, "keys": keys, "matches": len(rows)}
+    record(submit, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail)
