@@ -74,3 +74,12 @@ def test_calling_ae_title_is_accepted_after_rix_ae_add(strict_server: RixServer)
     assert associate(strict_server, "MODALITY1") == (True, None)
     assert dcmtk.echoscu(strict_server.dicom_port, calling="MODALITY1") == 0
     assert associate(strict_server, "MODALITY2")[0] is False  # others still refused
+
+
+def test_a_registered_ae_title_from_another_address_is_rejected(strict_server: RixServer) -> None:
+    # the title is registered for another host: whoever sends it from here is not that AE
+    strict_server.rix("ae", "add", "FARPACS", "--host", "192.0.2.10", "--port", "104")
+    assert associate(strict_server, "FARPACS") == (
+        False,
+        (REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNIZED),
+    )

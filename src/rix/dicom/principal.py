@@ -30,6 +30,7 @@ JWT = 5
 
 
 def _source(event: Event) -> str:
+    """The peer's IP address (the requestor's socket address, not anything it claims)."""
     address: Any = event.assoc.requestor.address
     return str(address)
 
@@ -45,6 +46,13 @@ def on_requested(event: Event, archive: Archive) -> None:
         # Wait, as pynetdicom's own rejections do, until the A-ASSOCIATE-RJ has left:
         # pynetdicom closes the socket right after this handler, and the peer would
         # otherwise see an abort instead of the reason.
+        event.assoc.kill()
+        return
+    if peer is not None and not aes.connects_from(peer, _source(event)):
+        # an AE title is only a name anyone can send; the registered host is what makes it
+        # that trust's PACS (with DICOM TLS, the client certificate as well)
+        log.warning("association refused: calling AE title registered for another address")
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
         event.assoc.kill()
         return
     trust = None if peer is None else peer.trust

@@ -7,7 +7,10 @@ carry that trust's patient identifiers (``rix.region.identity``).
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, Row, delete, insert, select, update
@@ -70,6 +73,24 @@ def _ae(row: Row[Any]) -> RemoteAE:
     return RemoteAE(
         title=row.title, host=row.host, port=row.port, description=row.description, trust=trust
     )
+
+
+@lru_cache(maxsize=1024)
+def _addresses(host: str, stamp: int) -> frozenset[str]:
+    """The addresses a registered host name stands for (cached a minute: ``stamp``)."""
+    del stamp
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return frozenset({host})
+    return frozenset(str(info[4][0]) for info in infos) | {host}
+
+
+def connects_from(ae: RemoteAE, address: str) -> bool:
+    """Whether a connection from ``address`` may use ``ae``'s title: the peer must be the
+    registered host (PS3.8 leaves AE titles unauthenticated; this is the least check)."""
+    allowed = _addresses(ae.host, int(time.monotonic() // 60))
+    return address in allowed or address.removeprefix("::ffff:") in allowed
 
 
 def get(engine: Engine, title: str) -> RemoteAE | None:
