@@ -72,9 +72,10 @@ class Reply:
 
 
 @contextmanager
-def connect(root: str) -> Iterator[Endpoint]:
+def connect(root: str, auth: Mapping[str, str] | None = None) -> Iterator[Endpoint]:
     http = requests.Session()
     http.headers.update({"Accept-Encoding": BROWSER_ENCODINGS, "User-Agent": "rix-bench"})
+    http.headers.update(auth or {})
     try:
         yield Endpoint(root=root, http=http)
     finally:

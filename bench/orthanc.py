@@ -55,6 +55,12 @@ class OrthancServer:
         return f"http://{LOOPBACK}:{self.http_port}{DICOMWEB_ROOT.rstrip('/')}"
 
     @property
+    def auth(self) -> dict[str, str]:
+        """Orthanc runs as shipped on loopback, without authentication: rix pays for its
+        own (a token look-up and an audit event per request), Orthanc pays nothing."""
+        return {}
+
+    @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid

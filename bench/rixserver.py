@@ -3,7 +3,8 @@
 Started with ``python -m rix.cli serve`` from the venv running the benchmark, configured
 only through ``RIX_*`` variables (inherited ``RIX_*`` are dropped so a developer's shell
 cannot change what is measured). The C-MOVE destination is registered with
-``rix ae add`` on the same data folder before the server opens it.
+``rix ae add`` on the same data folder before the server opens it, and the benchmark's
+calling AE and DICOMweb user are made a trust's, as a region would run them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dimse import Peer
+from dimse import CALLING_AE, Peer
 from network import LOOPBACK, free_port, wait_for_port
 from processes import stop, tethered
 
@@ -36,6 +37,7 @@ class RixServer:
     name: str = "rix"
     process: subprocess.Popen[bytes] | None = None
     generation: int = 0
+    token: str = ""
 
     @property
     def peer(self) -> Peer:
@@ -45,6 +47,11 @@ class RixServer:
     def dicomweb(self) -> str:
         """The root ``rix.web.app`` mounts QIDO-RS, WADO-RS and STOW-RS under."""
         return f"http://{LOOPBACK}:{self.http_port}/dicomweb"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """What every DICOMweb request carries: rix has no anonymous HTTP."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def pid(self) -> int:
@@ -69,7 +76,7 @@ class RixServer:
         )
         return env
 
-    def cli(self, *args: str) -> None:
+    def cli(self, *args: str) -> str:
         """Run a ``rix`` command against this server's data folder; raise with its output."""
         result = subprocess.run(
             [sys.executable, "-m", "rix.cli", *args],
@@ -82,6 +89,7 @@ class RixServer:
         )
         if result.returncode != 0:
             raise RuntimeError(f"rix {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
 
     def start_empty(self) -> None:
         """Stop, then start on a new, empty data folder (the previous one is deleted)."""
@@ -90,7 +98,13 @@ class RixServer:
         self.generation += 1
         self.data.mkdir(parents=True)
         dest = self.move_destination
+        # as deployed: the benchmark's SCU and STOW-RS user belong to a trust, so every
+        # query and retrieve runs through the access filter and writes its audit event
+        self.cli("trust", "add", "BENCH", "--name", "Benchmark Trust")
         self.cli("ae", "add", dest.ae_title, "--host", LOOPBACK, "--port", str(dest.port))
+        self.cli("ae", "add", CALLING_AE, "--host", LOOPBACK, "--port", "104", "--trust", "BENCH")
+        self.cli("user", "add", "bench", "--roles", "radiologist", "--trust", "BENCH")
+        self.token = self.cli("token", "create", "bench").strip()
         log = (self.root / "rix-serve.log").open("ab")
         self.process = subprocess.Popen(
             tethered([sys.executable, "-m", "rix.cli", "serve"]),

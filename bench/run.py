@@ -11,6 +11,11 @@ STOW-RS into fresh servers.
 
     .venv/bin/python bench/run.py [--repeat 3] [--find-repeat 30] [--regenerate]
     .venv/bin/python bench/run.py --only dicomweb [--qido-repeat 30]
+
+``--only access`` is separate from the comparison with Orthanc: what rix's access filter
+costs its own C-FIND and QIDO-RS queries, measured in process (``access.py``).
+
+    .venv/bin/python bench/run.py --only access
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+import access
 import dataset
 import dicomweb
 import dimse
@@ -90,6 +96,9 @@ class Server(Protocol):
 
     @property
     def dicomweb(self) -> str: ...
+
+    @property
+    def auth(self) -> dict[str, str]: ...
 
     @property
     def pid(self) -> int: ...
@@ -237,7 +246,8 @@ class Bench:
                 )
         with ExitStack() as stack:
             endpoints = {
-                s.name: stack.enter_context(dicomweb.connect(s.dicomweb)) for s in self.servers
+                s.name: stack.enter_context(dicomweb.connect(s.dicomweb, s.auth))
+                for s in self.servers
             }
             self.qido(endpoints, qido_repeats)
             self.metadata(endpoints, series)
@@ -431,7 +441,7 @@ class Bench:
                 self.step(f"{server.name}: STOW-RS, round {round_ + 1}/{STOW_ROUNDS}")
                 server.start_empty()
                 _settle()
-                with dicomweb.connect(server.dicomweb) as endpoint:
+                with dicomweb.connect(server.dicomweb, server.auth) as endpoint:
                     answer = dicomweb.stow(endpoint, uploads)
                 self.results.problems += [f"{server.name} STOW-RS: {p}" for p in answer.problems]
                 self.check_count("STOW-RS", server, STOW_INSTANCES)
@@ -565,7 +575,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--find-repeat", type=int, default=30, help="C-FIND repetitions")
     parser.add_argument("--qido-repeat", type=int, default=30, help="QIDO-RS repetitions")
     parser.add_argument(
-        "--only", choices=report.PARTS, help="run one part (DIMSE or DICOMweb), not both"
+        "--only",
+        choices=(*report.PARTS, "access"),
+        help="run one part (DIMSE or DICOMweb), not both; or the access filter's cost",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the dataset")
     parser.add_argument(
@@ -576,7 +588,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    if not args.no_isolation and not network.is_isolated():
+    in_process = args.only == "access"  # no listener; PostgreSQL is on the host's loopback
+    if not args.no_isolation and not in_process and not network.is_isolated():
         code = network.reexec_isolated()
         if code is not None:
             return code
@@ -585,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=132)  # a log file: keep the table's rows on one line
+    if in_process:
+        return access.run(console)
     if not network.is_isolated():
         console.print("[yellow]not isolated: Orthanc and storescp listen on all interfaces")
     return measure(args, console, time.monotonic())

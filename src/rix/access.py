@@ -25,10 +25,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    and_,
+    bindparam,
+    exists,
+    false,
+    or_,
+    select,
+)
 
 from rix import audit
 from rix.auth.users import Role, User
@@ -92,35 +103,48 @@ class Principal:
 SYSTEM = Principal(kind=PrincipalKind.SYSTEM, name="rix")
 
 
-def scope(principal: Principal, now: float | None = None) -> ColumnElement[bool] | None:
+def scope(principal: Principal) -> ColumnElement[bool] | None:
     """SQL over ``studies`` and ``patients`` selecting what ``principal`` may see; None is
-    everything (rix itself). Every index read takes it (``rix.index.queries``)."""
+    everything (rix itself). Every index read takes it (``rix.index.queries``).
+
+    Built once per (trust, user) and reused: the current time is bound when the query
+    runs, and agreements, relationships and break-glass are read by the query itself, so a
+    change to any of them applies to the next query.
+    """
     if principal.kind is PrincipalKind.SYSTEM:
         return None
     if principal.kind is PrincipalKind.ANONYMOUS_AE:
         return studies.c.trust_pk.is_(None)
     if not principal.sees_images or principal.trust is None:
         return false()
-    now = time.time() if now is None else now
-    trust_pk = principal.trust.pk
+    return _scope(principal.trust.pk, principal.user_pk)
+
+
+@lru_cache(maxsize=4096)
+def _scope(trust_pk: int, user_pk: int | None) -> ColumnElement[bool]:
+    now = bindparam("now", callable_=time.time, type_=Float)
+    # EXISTS correlated on the row's person: an index probe per candidate row, whatever
+    # the number of the trust's relationships (IN (SELECT ...) read them all, every query)
     grounds = [
-        patients.c.person_pk.in_(
-            select(relationships.c.person_pk).where(
-                relationships.c.trust_pk == trust_pk,
-                or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
-            )
+        exists().where(
+            relationships.c.trust_pk == trust_pk,
+            relationships.c.person_pk == patients.c.person_pk,
+            or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
         )
     ]
-    if principal.user_pk is not None:
+    if user_pk is not None:
         grounds.append(
-            patients.c.person_pk.in_(
-                select(break_glass.c.person_pk).where(
-                    break_glass.c.user_pk == principal.user_pk, break_glass.c.expires_at > now
-                )
+            exists().where(
+                break_glass.c.user_pk == user_pk,
+                break_glass.c.person_pk == patients.c.person_pk,
+                break_glass.c.expires_at > now,
             )
         )
-    shared = and_(studies.c.trust_pk.in_(trusts.partners(trust_pk)), or_(*grounds))
-    return or_(studies.c.trust_pk == trust_pk, shared)
+    # "+ 0": the owner is a filter, never the index to scan (SQLite has no statistics and
+    # would read every visible study through ix_studies_trust_pk before the LIMIT)
+    owner = studies.c.trust_pk + 0
+    shared = and_(owner.in_(trusts.partners(trust_pk)), or_(*grounds))
+    return or_(owner == trust_pk, shared)
 
 
 def require_role(principal: Principal, *roles: Role) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
-from rix.index.schema import audit_events
+from rix.index.schema import audit_events, audit_export
 
 GENESIS = "0" * 64
 
@@ -116,10 +116,15 @@ class ChainBreak:
 
 
 def verify_chain(engine: Engine) -> list[ChainBreak]:
+    """Every edited or deleted event. A chain alone cannot show that its newest events were
+    cut off; the audit repository's acknowledged position (``audit_export``) can, so an
+    export cursor beyond the last event is reported too."""
     breaks: list[ChainBreak] = []
     prev = GENESIS
+    last = 0
     with engine.connect() as conn:
         for row in conn.execute(select(audit_events).order_by(audit_events.c.id)):
+            last = row.id
             if row.prev_hash != prev:
                 breaks.append(ChainBreak(event_id=row.id, problem="previous event missing"))
             expected = _digest(
@@ -138,6 +143,10 @@ def verify_chain(engine: Engine) -> list[ChainBreak]:
             if expected != row.hash:
                 breaks.append(ChainBreak(event_id=row.id, problem="event was altered"))
             prev = row.hash
+        sent = conn.execute(select(func.max(audit_export.c.last_id))).scalar() or 0
+    if sent > last:
+        problem = f"events up to {sent} were sent to the audit repository but are missing here"
+        breaks.append(ChainBreak(event_id=last + 1, problem=problem))
     return breaks
 
 

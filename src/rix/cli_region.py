@@ -211,6 +211,36 @@ def token_create(
     print(token)
 
 
+@token_app.command("revoke")
+def token_revoke(
+    username: str, cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None
+) -> None:
+    """End every API token of USERNAME."""
+    from rix.region import admin
+
+    with _archive(cfg, data, database_url) as archive:
+        try:
+            count = admin.revoke_tokens(archive, operator(), username)
+        except RixError as exc:
+            raise _fail(exc) from exc
+    console.print(f"revoked {count} token(s) of {username}")
+
+
+@user_app.command("disable")
+def user_disable(
+    username: str, cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None
+) -> None:
+    """Disable a user: sign-in, sessions and API tokens stop working at once."""
+    from rix.region import admin
+
+    with _archive(cfg, data, database_url) as archive:
+        try:
+            admin.disable_user(archive, operator(), username)
+        except RixError as exc:
+            raise _fail(exc) from exc
+    console.print(f"{username} disabled")
+
+
 @mpi_app.command("review")
 def mpi_review(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
     """Records waiting for an administrator: conflicts, invalid NHS numbers."""

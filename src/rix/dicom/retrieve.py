@@ -41,6 +41,15 @@ UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255
 
 
+class Refused(AccessDenied):
+    """Nothing the principal may see matched, but something did: who and what it was,
+    for the audit trail (the caller is told only that it is not authorised)."""
+
+    def __init__(self, reason: str, hidden: list[dict[str, Any]]) -> None:
+        super().__init__(reason)
+        self.hidden = hidden
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """What a retrieve sends, and the identity each patient's copies carry."""
@@ -64,8 +73,12 @@ def plan(
         raise InvalidQuery(f"a {query.level.value}-level retrieve needs {unique}")
     with archive.engine.connect() as conn:
         stored = queries.stored_instances(conn, query.matches, scope=access.scope(principal))
-        if not stored and queries.exists_unscoped(conn, query.level, query.matches):
-            raise AccessDenied("not authorised: the patient's images are not shared with you")
+        if not stored:
+            hidden = list(queries.find(conn, query.level, query.matches, limit=20, scope=None))
+            if hidden:
+                raise Refused(
+                    "not authorised: the patient's images are not shared with you", hidden
+                )
         found = identity.coercions(conn, {s.patient_pk for s in stored}, destination)
     return Plan(stored=stored, coercions=found)
 
@@ -75,18 +88,23 @@ def audit_retrieve(
     principal: access.Principal,
     stored: list[queries.StoredInstance],
     destination: str,
-    refused: str = "",
+    refused: Refused | None = None,
 ) -> None:
     """One retrieve event per study sent (or refused), committed before sending starts."""
-    if refused:
-        access.record(
-            archive.writer.submit,
-            principal,
-            audit.Kind.RETRIEVE,
-            audit.Outcome.REFUSED,
-            None,
-            {"destination": destination, "reason": refused},
-        )
+    if refused is not None:
+        for row in {r.get("StudyInstanceUID", r["PatientID"]): r for r in refused.hidden}.values():
+            touched = access.Touched(
+                study_uid=row.get("StudyInstanceUID", ""),
+                patient=f"{row['IssuerOfPatientID']}/{row['PatientID']}",
+            )
+            access.record(
+                archive.writer.submit,
+                principal,
+                audit.Kind.RETRIEVE,
+                audit.Outcome.REFUSED,
+                touched,
+                {"destination": destination, "reason": refused.reason},
+            )
         return
     with archive.engine.connect() as conn:
         who = queries.patients_by_pk(conn, {s.patient_pk for s in stored})
@@ -264,8 +282,8 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
             "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ESTABLISHED, established)],
         },
     )
-    if isinstance(refused, AccessDenied):
-        audit_retrieve(archive, principal, [], title, refused.reason)
+    if isinstance(refused, Refused):
+        audit_retrieve(archive, principal, [], title, refused)
         yield 1
         yield _refusal(refused.reason), None
         return
@@ -287,8 +305,8 @@ def handle_get(event: Event, archive: Archive) -> Iterator[Any]:
     requester = event.assoc.requestor.ae_title.strip()
     try:
         planned = plan(archive, event.identifier, _model(event), principal, principal.trust)
-    except AccessDenied as exc:
-        audit_retrieve(archive, principal, [], requester, exc.reason)
+    except Refused as exc:
+        audit_retrieve(archive, principal, [], requester, exc)
         yield 1
         yield _refusal(exc.reason), None
         return

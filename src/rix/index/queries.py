@@ -17,7 +17,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    exists,
     or_,
     select,
 )
@@ -194,7 +193,16 @@ def _filtered(
             query = query.where(condition(match))
     if scope is not None:
         if level is Level.PATIENT:  # no studies in the FROM: the patient has a visible study
-            scope = exists(select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope))
+            # a self-contained subquery (correlate(None)): the scope's own EXISTS terms must
+            # bind to *its* patients row; correlated one level further out they would
+            # silently test nothing
+            visible = (
+                select(patients.c.id)
+                .select_from(patients.join(studies, studies.c.patient_pk == patients.c.id))
+                .where(scope)
+                .correlate(None)
+            )
+            scope = patients.c.id.in_(visible)
         query = query.where(scope)
     return query
 
@@ -295,13 +303,6 @@ def patients_by_pk(conn: Connection, pks: Iterable[int]) -> dict[int, PatientRef
     }
 
 
-def exists_unscoped(conn: Connection, level: Level, matches: Sequence[Match]) -> bool:
-    """Whether anything matches at all, ignoring access: tells a refusal (audited, and
-    answered as one) from an empty answer."""
-    query = _filtered(level, [TABLES[level].c.id], matches, None).limit(1)
-    return conn.execute(query).first() is not None
-
-
 def patient_of_study(
     conn: Connection, study_uid: str, *, scope: ColumnElement[bool] | None
 ) -> PatientRef | None:
@@ -332,10 +333,10 @@ def patient_of_study(
     )
 
 
-def studies_of_person(
-    conn: Connection, person_pk: int, *, scope: ColumnElement[bool] | None
+def studies_of_records(
+    conn: Connection, patient_pks: Sequence[int], *, scope: ColumnElement[bool] | None
 ) -> list[dict[str, Any]]:
-    """The regional timeline: every study of the person's linked records, newest first."""
+    """The regional timeline: every study of a person's linked records, newest first."""
     query = (
         select(
             studies.c.study_uid,
@@ -352,7 +353,7 @@ def studies_of_person(
         )
         .select_from(patients)
         .join(studies, studies.c.patient_pk == patients.c.id)
-        .where(patients.c.person_pk == person_pk)
+        .where(patients.c.id.in_(list(patient_pks)))
         .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
     )
     if scope is not None:

@@ -22,7 +22,7 @@ from rix.auth.users import Role, User
 from rix.errors import AccessDenied
 from rix.index import aes
 from rix.index.database import begin_write
-from rix.region import mpi, trusts
+from rix.region import mpi, nhs, trusts
 from rix.region.trusts import Trust
 
 log = structlog.get_logger(__name__)
@@ -165,6 +165,40 @@ def create_token(
     )
 
 
+def _may_manage(archive: Archive, principal: Principal, username: str) -> User:
+    with archive.engine.connect() as conn:
+        user = users.get_user(conn, username)
+    if user.trust is not None:
+        access.require_trust_admin(principal, user.trust.code)
+    else:
+        access.require_role(principal, Role.REGION_ADMIN)
+    return user
+
+
+def revoke_tokens(archive: Archive, principal: Principal, username: str) -> int:
+    """End every API token of a user (a leaked token, a script retired)."""
+    user = _may_manage(archive, principal, username)
+    return _change(
+        archive,
+        principal,
+        "token revoke",
+        lambda conn: credentials.revoke_all(conn, user.pk, CredentialKind.API_TOKEN),
+        {"user": username},
+    )
+
+
+def disable_user(archive: Archive, principal: Principal, username: str) -> None:
+    """A leaver: no sign-in, no token, no session works from now on."""
+    user = _may_manage(archive, principal, username)
+
+    def change(conn: Connection) -> None:
+        users.set_active(conn, username, False)
+        for kind in CredentialKind:
+            credentials.revoke_all(conn, user.pk, kind)
+
+    _change(archive, principal, "user disable", change, {"user": username})
+
+
 def add_ae(archive: Archive, principal: Principal, ae: aes.RemoteAE, trust: str) -> None:
     if trust:
         access.require_trust_admin(principal, trust)
@@ -190,6 +224,16 @@ def remove_ae(archive: Archive, principal: Principal, title: str) -> bool:
     if removed:
         _change(archive, principal, "ae remove", lambda _conn: None, {"ae": title})
     return removed
+
+
+def _named(archive: Archive, nhs_number: str, patient: str) -> access.Touched:
+    """The patient a request names, with the record's NHS number when it has one, so a
+    search by NHS number finds the event however the patient was named."""
+    if nhs_number or not patient:
+        return access.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number))
+    with archive.engine.connect() as conn:
+        rec = mpi.find_record(conn, patient)
+    return _record_touched(rec)
 
 
 def _record_touched(rec: mpi.Record) -> access.Touched:
@@ -284,7 +328,7 @@ def record_relationship(
         "relationship add",
         change,
         {"trust": trust, "kind": kind, "reference": reference},
-        access.Touched(patient=patient, nhs_number=nhs_number),
+        _named(archive, nhs_number, patient),
     )
 
 
@@ -312,7 +356,7 @@ def break_glass(
         "break-glass",
         change,
         {"reason": reason},
-        access.Touched(patient=patient, nhs_number=nhs_number),
+        _named(archive, nhs_number, patient),
         kind=audit.Kind.BREAK_GLASS,
     )
     # a security alert for whoever watches the logs; the patient stays in the audit trail

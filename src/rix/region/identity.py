@@ -33,7 +33,8 @@ class Coercion:
 
     def apply(self, ds: Dataset) -> None:
         ds.PatientID = self.patient_id
-        ds.IssuerOfPatientID = self.issuer
+        if self.issuer:
+            ds.IssuerOfPatientID = self.issuer
         items = []
         for patient_id, issuer in self.other_ids:
             item = Dataset()
@@ -69,7 +70,7 @@ def coercions(
                 issuer=destination.issuer,
                 other_ids=tuple(dict.fromkeys(others)),
             )
-        else:
+        elif ref.issuer or len(others) > 1:  # nothing to state: send as stored
             out[pk] = Coercion(
                 patient_id=ref.patient_id,
                 issuer=ref.issuer,

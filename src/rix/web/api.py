@@ -207,6 +207,19 @@ def create_token(request: Request, username: str, body: TokenIn) -> dict[str, st
     return {"token": admin.create_token(archive, principal, username, body.label, body.days)}
 
 
+@router.delete("/users/{username}/tokens", summary="End every API token of a user")
+def revoke_tokens(request: Request, username: str) -> dict[str, int]:
+    archive, principal = _me(request)
+    return {"revoked": admin.revoke_tokens(archive, principal, username)}
+
+
+@router.post("/users/{username}/disable", summary="Disable a user (administrators)")
+def disable_user(request: Request, username: str) -> dict[str, str]:
+    archive, principal = _me(request)
+    admin.disable_user(archive, principal, username)
+    return {"disabled": username}
+
+
 @router.get("/aes", summary="Registered DICOM peers")
 def list_aes(request: Request) -> list[dict[str, Any]]:
     archive = archive_of(request)
@@ -332,13 +345,9 @@ def timeline(
     archive, principal = _me(request)
     PatientNamed(nhs_number=nhs_number, patient=patient).check()
     with archive.engine.connect() as conn:
-        person = _person(conn, nhs_number, patient)
-        seen = (
-            []
-            if person is None
-            else queries.studies_of_person(conn, person, scope=access.scope(principal))
-        )
-        every = [] if person is None else queries.studies_of_person(conn, person, scope=None)
+        records = _records(conn, nhs_number, patient)
+        seen = queries.studies_of_records(conn, records, scope=access.scope(principal))
+        every = queries.studies_of_records(conn, records, scope=None)
         by_pk = {t.pk: t.code for t in trusts.all_trusts(conn)}
         partners = set()
         if principal.trust is not None:
@@ -377,12 +386,15 @@ def timeline(
     return {"studies": studies_out, "hidden_at": hidden}
 
 
-def _person(conn: Connection, nhs_number: str, patient: str) -> int | None:
-    """The person named; a record linked to nobody is a person of its own."""
+def _records(conn: Connection, nhs_number: str, patient: str) -> list[int]:
+    """The records of the person named; a record linked to nobody is a person alone."""
     if nhs_number:
-        return mpi.find_person(conn, nhs_number)
+        person = mpi.find_person(conn, nhs_number)
+        return [] if person is None else [r.pk for r in mpi.records_of_person(conn, person)]
     rec = mpi.find_record(conn, patient)
-    return rec.person_pk if rec.person_pk is not None else None
+    if rec.person_pk is None:
+        return [rec.pk]
+    return [r.pk for r in mpi.records_of_person(conn, rec.person_pk)]
 
 
 @router.get("/audit", summary="Audit search (auditors and region administrators)")

@@ -114,19 +114,20 @@ def authorize_study(request: Request) -> None:
     archive = archive_of(request)
     with archive.engine.connect() as conn:
         visible = queries.patient_of_study(conn, study_uid, scope=access.scope(principal))
-        exists = visible is not None or (
-            queries.patient_of_study(conn, study_uid, scope=None) is not None
+        hidden = (
+            None if visible is not None else queries.patient_of_study(conn, study_uid, scope=None)
         )
     kind = audit.Kind.VIEW if is_view(request.url.path) else audit.Kind.RETRIEVE
     if visible is None:
-        if not exists:
+        if hidden is None:
             raise NotFound("no such study")
+        touched = Touched(study_uid=study_uid, patient=hidden.ref, nhs_number=hidden.nhs_number)
         access.record(
             archive.writer.submit,
             principal,
             kind,
             audit.Outcome.REFUSED,
-            Touched(study_uid=study_uid),
+            touched,
             {"path": request.url.path},
         )
         raise AccessDenied("not authorised: this study is not shared with you")

@@ -40,9 +40,11 @@ required></label><button type="submit">Sign in</button></form></body></html>"""
 
 def _safe_next(value: str) -> str:
     """Only a path on this site: an open redirect would help phishing."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):  # "/\t/evil.example" etc.
+        return "/"
+    return value
 
 
 @router.get("/login", response_class=HTMLResponse, summary="The sign-in page (public)")
@@ -73,7 +75,10 @@ async def login(request: Request) -> Response:
         )
         error = '<p class="error">User name or password not recognised.</p>'
         page = PAGE.format(error=error, next=html.escape(target))
-        return HTMLResponse(page, status_code=401)
+        # RFC 9110 15.5.2: a 401 names a scheme; scripts use bearer tokens
+        return HTMLResponse(
+            page, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="rix"'}
+        )
     lifetime = archive.settings.session_hours * 3600
 
     def issue() -> str:
