@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from rix.cli_options import ConfigOpt, DataOpt, DbOpt, _archive, console, operator
 from rix.errors import RixError
+
+if TYPE_CHECKING:
+    from rix.archive import Archive
 
 trust_app = typer.Typer(help="Trusts of the region and their sites.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
@@ -39,6 +45,16 @@ def _fail(exc: RixError) -> typer.Exit:
     return typer.Exit(1)
 
 
+@contextmanager
+def _changing(cfg: Path | None, data: Path | None, database_url: str | None) -> Iterator[Archive]:
+    """The archive for one command; a refusal (a role, a missing trust) is printed, exit 1."""
+    with _archive(cfg, data, database_url) as archive:
+        try:
+            yield archive
+        except RixError as exc:
+            raise _fail(exc) from exc
+
+
 @trust_app.command("add")
 def trust_add(
     code: str,
@@ -53,11 +69,8 @@ def trust_add(
     """Add a trust (or update its name and issuer)."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            trust = admin.add_trust(archive, operator(), code, name, issuer)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        trust = admin.add_trust(archive, operator(), code, name, issuer)
     console.print(f"trust {trust.code} ({trust.name}), issuer {trust.issuer}")
 
 
@@ -89,11 +102,8 @@ def site_add(
     """Add a site (a hospital) to a trust."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            admin.add_site(archive, operator(), trust, code, name)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        admin.add_site(archive, operator(), trust, code, name)
     console.print(f"site {code.upper()} of {trust.upper()}")
 
 
@@ -109,11 +119,8 @@ def agreement_add(
     """Let two trusts share images (with a relationship or break-glass), both ways."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            added = admin.add_agreement(archive, operator(), trust, other, description)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        added = admin.add_agreement(archive, operator(), trust, other, description)
     console.print(f"agreement {trust.upper()} <-> {other.upper()}" + ("" if added else " exists"))
 
 
@@ -124,11 +131,8 @@ def agreement_remove(
     """End a sharing agreement."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            removed = admin.remove_agreement(archive, operator(), trust, other)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        removed = admin.remove_agreement(archive, operator(), trust, other)
     if not removed:
         console.print("no such agreement")
         raise typer.Exit(1)
@@ -160,19 +164,16 @@ def user_add(
 
     if password == "-":
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            user = admin.add_user(
-                archive,
-                operator(),
-                username=username,
-                roles=parse_roles(roles),
-                trust=trust,
-                display_name=name,
-                password=password,
-            )
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        user = admin.add_user(
+            archive,
+            operator(),
+            username=username,
+            roles=parse_roles(roles),
+            trust=trust,
+            display_name=name,
+            password=password,
+        )
     where = user.trust.code if user.trust else "the region"
     console.print(f"user {user.username} of {where}: {', '.join(sorted(user.roles))}")
 
@@ -203,11 +204,8 @@ def token_create(
     """Print a new API token for USERNAME (shown once; only its hash is kept)."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            token = admin.create_token(archive, operator(), username, label, days)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        token = admin.create_token(archive, operator(), username, label, days)
     print(token)
 
 
@@ -218,11 +216,8 @@ def token_revoke(
     """End every API token of USERNAME."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            count = admin.revoke_tokens(archive, operator(), username)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        count = admin.revoke_tokens(archive, operator(), username)
     console.print(f"revoked {count} token(s) of {username}")
 
 
@@ -233,11 +228,8 @@ def user_disable(
     """Disable a user: sign-in, sessions and API tokens stop working at once."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            admin.disable_user(archive, operator(), username)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        admin.disable_user(archive, operator(), username)
     console.print(f"{username} disabled")
 
 
@@ -284,11 +276,8 @@ def mpi_link(
     """Link two records of one person by hand (final: never undone automatically)."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            person = admin.link(archive, operator(), patient, to)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        person = admin.link(archive, operator(), patient, to)
     console.print(f"{patient} linked to {to} (person {person})")
 
 
@@ -299,11 +288,8 @@ def mpi_unlink(
     """Take a record out of its person by hand (final: never re-linked automatically)."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            admin.unlink(archive, operator(), patient)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        admin.unlink(archive, operator(), patient)
     console.print(f"{patient} unlinked")
 
 
@@ -314,11 +300,8 @@ def mpi_dismiss(
     """Close a review item without linking."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            admin.dismiss_review(archive, operator(), review)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        admin.dismiss_review(archive, operator(), review)
     console.print(f"review {review} dismissed")
 
 
@@ -333,11 +316,8 @@ def mpi_nhs_number(
     """Give a record its NHS number (as HL7 ADT would); links it if it can."""
     from rix.region import admin
 
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            rec = admin.assign_nhs_number(archive, operator(), patient, nhs_number)
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        rec = admin.assign_nhs_number(archive, operator(), patient, nhs_number)
     console.print(f"{rec.ref}: NHS number {rec.nhs_number}, link {rec.link_state or 'none'}")
 
 
@@ -357,19 +337,16 @@ def relationship_add(
 
     if not (nhs_number or patient):
         raise typer.BadParameter("give --nhs-number or --patient")
-    with _archive(cfg, data, database_url) as archive:
-        try:
-            admin.record_relationship(
-                archive,
-                operator(),
-                trust=trust,
-                nhs_number=nhs_number,
-                patient=patient,
-                kind=kind,
-                reference=reference,
-            )
-        except RixError as exc:
-            raise _fail(exc) from exc
+    with _changing(cfg, data, database_url) as archive:
+        admin.record_relationship(
+            archive,
+            operator(),
+            trust=trust,
+            nhs_number=nhs_number,
+            patient=patient,
+            kind=kind,
+            reference=reference,
+        )
     console.print(f"{kind} at {trust.upper()} recorded")
 
 

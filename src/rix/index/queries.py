@@ -291,16 +291,17 @@ def patients_by_pk(conn: Connection, pks: Iterable[int]) -> dict[int, PatientRef
             patients.c.person_pk,
         ).where(patients.c.id.in_(wanted))
     )
-    return {
-        r.id: PatientRef(
-            pk=r.id,
-            issuer=r.issuer,
-            patient_id=r.patient_id,
-            nhs_number=r.nhs_number,
-            person_pk=r.person_pk,
-        )
-        for r in rows
-    }
+    return {r.id: _patient_ref(r) for r in rows}
+
+
+def _patient_ref(row: Any) -> PatientRef:
+    return PatientRef(
+        pk=row.id,
+        issuer=row.issuer,
+        patient_id=row.patient_id,
+        nhs_number=row.nhs_number,
+        person_pk=row.person_pk,
+    )
 
 
 def patient_of_study(
@@ -322,15 +323,7 @@ def patient_of_study(
     if scope is not None:
         query = query.where(scope)
     row = conn.execute(query).first()
-    if row is None:
-        return None
-    return PatientRef(
-        pk=row.id,
-        issuer=row.issuer,
-        patient_id=row.patient_id,
-        nhs_number=row.nhs_number,
-        person_pk=row.person_pk,
-    )
+    return None if row is None else _patient_ref(row)
 
 
 def studies_of_records(
