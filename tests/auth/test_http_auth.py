@@ -28,10 +28,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import build_context
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
-from sqlalchemy import create_engine
 
-from rix.auth import credentials
-from rix.config import Settings
 from tests.conftest import new_server
 from tests.peers import dicomweb, postgres, scu
 from tests.peers.oidc import IdentityProvider, SigningKey
@@ -70,6 +67,7 @@ class Site:
     token: str  # tester's
     alice_token: str
     study_uid: str
+    root_token: str  # a region administrator's
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.origin, timeout=30, **kwargs)
@@ -127,6 +125,7 @@ def site(
             token=tokens["tester"],
             alice_token=tokens["alice"],
             study_uid=ds.StudyInstanceUID,
+            root_token=root,
         )
     finally:
         server.stop()
@@ -227,19 +226,26 @@ def test_expired_api_token_is_401(site: Site) -> None:
         assert_unauthenticated(c.get("/dicomweb/studies"))
 
 
-def test_revoked_api_token_is_401(site: Site) -> None:
-    with site.client(headers=bearer(site.token)) as c:
-        token = c.post("/api/users/tester/tokens", json={"label": "to revoke"}).json()["token"]
-    with site.client(headers=bearer(token)) as c:
-        assert c.get("/dicomweb/studies").status_code == 200
-        # rix has no command to revoke a token: revoke it in the index as rix would
-        engine = create_engine(
-            Settings(data=site.server.data, database_url=site.server.database_url).index_url
-        )
-        with engine.begin() as conn:
-            assert credentials.revoke(conn, token)
-        engine.dispose()
-        assert_unauthenticated(c.get("/dicomweb/studies"))
+def test_revoked_api_token_is_401_at_once(site: Site) -> None:
+    with site.client(headers=bearer(site.root_token)) as admin:
+        user = {"username": "revokee", "roles": ["clinician"], "trust": "TEST"}
+        assert admin.post("/api/users", json=user).status_code == 201
+        token = admin.post("/api/users/revokee/tokens", json={}).json()["token"]
+        with site.client(headers=bearer(token)) as c:
+            assert c.get("/dicomweb/studies").status_code == 200
+            assert admin.delete("/api/users/revokee/tokens").json() == {"revoked": 1}
+            assert_unauthenticated(c.get("/dicomweb/studies"))
+
+
+def test_a_disabled_users_token_is_401_at_once(site: Site) -> None:
+    with site.client(headers=bearer(site.root_token)) as admin:
+        user = {"username": "leaver", "roles": ["clinician"], "trust": "TEST"}
+        assert admin.post("/api/users", json=user).status_code == 201
+        token = admin.post("/api/users/leaver/tokens", json={}).json()["token"]
+        with site.client(headers=bearer(token)) as c:
+            assert c.get("/dicomweb/studies").status_code == 200
+            assert admin.post("/api/users/leaver/disable").status_code == 200
+            assert_unauthenticated(c.get("/dicomweb/studies"))
 
 
 # --- the login page and its session cookie ---

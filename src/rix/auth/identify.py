@@ -8,7 +8,10 @@ Every failure is the same ``Unauthenticated`` so no answer tells which part was 
 
 from __future__ import annotations
 
+import hashlib
+import time
 from functools import lru_cache
+from threading import Lock
 
 from sqlalchemy import Engine
 
@@ -30,12 +33,50 @@ def by_password(engine: Engine, username: str, password: str) -> User:
     return user
 
 
+class _Recent:
+    """Secrets verified in the last ``TTL`` seconds: a viewer sends hundreds of requests a
+    minute with one token, and each would otherwise cost a look-up. A revocation made in
+    this process (``forget``) applies at once; one made elsewhere within ``TTL``."""
+
+    TTL = 10.0
+
+    def __init__(self) -> None:
+        self._users: dict[tuple[str, str], tuple[User, float]] = {}
+        self._lock = Lock()
+
+    def get(self, secret: str, kind: CredentialKind) -> User | None:
+        key = (hashlib.sha256(secret.encode()).hexdigest(), kind.value)
+        with self._lock:
+            found = self._users.get(key)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, secret: str, kind: CredentialKind, user: User) -> None:
+        key = (hashlib.sha256(secret.encode()).hexdigest(), kind.value)
+        with self._lock:
+            if len(self._users) > 10_000:
+                self._users.clear()
+            self._users[key] = (user, time.monotonic() + self.TTL)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._users.clear()
+
+
+RECENT = _Recent()
+
+
 def by_secret(engine: Engine, secret: str, kind: CredentialKind) -> User:
+    known = RECENT.get(secret, kind)
+    if known is not None:
+        return known
     with engine.connect() as conn:
         user_pk = credentials.user_of(conn, secret, kind)
         user = None if user_pk is None else users.user_by_pk(conn, user_pk)
     if user is None or not user.active:
         raise Unauthenticated(REFUSED)
+    RECENT.put(secret, kind, user)
     return user
 
 

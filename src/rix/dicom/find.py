@@ -44,7 +44,7 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
             None,
         )
         return
-    access.record_query(archive.writer.submit, principal, query.level, query.matches, rows)
+    access.record_query(archive.writer.post, principal, query.level, query.matches, rows)
     implicit = event.context.transfer_syntax == ImplicitVRLittleEndian
     plan = identifiers.plan_response(
         identifier, query.level, archive.settings.ae_title, implicit=implicit

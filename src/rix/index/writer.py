@@ -61,6 +61,21 @@ class IndexWriter:
         self._queue.put(_Item(future, operation=operation))
         return future.result()
 
+    def post(self, operation: Callable[[Connection], T]) -> Future[T]:
+        """Queue ``operation`` for the next group transaction without waiting for it.
+
+        For records whose loss in a crash would not lose data, such as the audit event of
+        a read: the answer need not wait a commit (an fsync) for it. Queued work commits
+        in order, so a later ``submit`` returns only after this one is durable too.
+        """
+        future: Future[T] = Future()
+        self._queue.put(_Item(future, operation=operation))
+        return future
+
+    def flush(self) -> None:
+        """Return once everything queued before is committed."""
+        self.submit(lambda _conn: None)
+
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)

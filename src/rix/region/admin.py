@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from rix import access, audit
 from rix.access import Principal
 from rix.archive import Archive
-from rix.auth import credentials, users
+from rix.auth import credentials, identify, users
 from rix.auth.credentials import CredentialKind
 from rix.auth.users import Role, User
 from rix.errors import AccessDenied
@@ -178,13 +178,15 @@ def _may_manage(archive: Archive, principal: Principal, username: str) -> User:
 def revoke_tokens(archive: Archive, principal: Principal, username: str) -> int:
     """End every API token of a user (a leaked token, a script retired)."""
     user = _may_manage(archive, principal, username)
-    return _change(
+    revoked = _change(
         archive,
         principal,
         "token revoke",
         lambda conn: credentials.revoke_all(conn, user.pk, CredentialKind.API_TOKEN),
         {"user": username},
     )
+    identify.RECENT.forget()  # after the commit: a request in between cannot re-cache it
+    return revoked
 
 
 def disable_user(archive: Archive, principal: Principal, username: str) -> None:
@@ -197,6 +199,7 @@ def disable_user(archive: Archive, principal: Principal, username: str) -> None:
             credentials.revoke_all(conn, user.pk, kind)
 
     _change(archive, principal, "user disable", change, {"user": username})
+    identify.RECENT.forget()
 
 
 def add_ae(archive: Archive, principal: Principal, ae: aes.RemoteAE, trust: str) -> None:

@@ -376,7 +376,7 @@ def timeline(
     ]
     touched = access.Touched(patient=patient, nhs_number=nhs_number)
     access.record(
-        archive.writer.submit,
+        archive.writer.post,
         principal,
         audit.Kind.QUERY,
         audit.Outcome.SUCCESS,
@@ -414,6 +414,7 @@ async def audit_search(
 ) -> list[dict[str, Any]]:
     archive, principal = _me(request)
     access.require_role(principal, Role.AUDITOR, Role.REGION_ADMIN)
+    await run_in_threadpool(archive.writer.flush)  # events of reads are queued, not awaited
     events = await run_in_threadpool(
         audit.search,
         archive.engine,
@@ -426,7 +427,7 @@ async def audit_search(
     detail = {"audit_search": {"patient": patient, "nhs_number": nhs_number, "user": user}}
     await run_in_threadpool(
         access.record,
-        archive.writer.submit,
+        archive.writer.post,
         principal,
         audit.Kind.QUERY,
         audit.Outcome.SUCCESS,

@@ -118,6 +118,7 @@ def logout(request: Request) -> Response:
     if secret:
         with begin_write(archive.engine) as conn:
             credentials.revoke(conn, secret)
+        identify.RECENT.forget()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

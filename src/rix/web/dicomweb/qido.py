@@ -275,7 +275,7 @@ def search(archive: Archive, query: QidoQuery, principal: Principal) -> list[dic
             )
         except InvalidQuery as exc:
             raise BadRequest(exc.reason) from exc
-    access.record_query(archive.writer.submit, principal, query.level, query.matches, rows)
+    access.record_query(archive.writer.post, principal, query.level, query.matches, rows)
     return rows
 
 
