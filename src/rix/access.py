@@ -46,7 +46,7 @@ from rix.auth.users import Role, User
 from rix.errors import AccessDenied, Conflict
 from rix.index.attributes import Level
 from rix.index.queries import Match
-from rix.index.schema import break_glass, patients, relationships, studies
+from rix.index.schema import break_glass, relationships, studies
 from rix.region import mpi, trusts
 from rix.region.trusts import Trust
 
@@ -104,7 +104,7 @@ SYSTEM = Principal(kind=PrincipalKind.SYSTEM, name="rix")
 
 
 def scope(principal: Principal) -> ColumnElement[bool] | None:
-    """SQL over ``studies`` and ``patients`` selecting what ``principal`` may see; None is
+    """SQL over ``studies`` alone selecting what ``principal`` may see; None is
     everything (rix itself). Every index read takes it (``rix.index.queries``).
 
     Built once per (trust, user) and reused: the current time is bound when the query
@@ -128,7 +128,7 @@ def _scope(trust_pk: int, user_pk: int | None) -> ColumnElement[bool]:
     grounds = [
         exists().where(
             relationships.c.trust_pk == trust_pk,
-            relationships.c.person_pk == patients.c.person_pk,
+            relationships.c.person_pk == studies.c.person_pk,
             or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
         )
     ]
@@ -136,7 +136,7 @@ def _scope(trust_pk: int, user_pk: int | None) -> ColumnElement[bool]:
         grounds.append(
             exists().where(
                 break_glass.c.user_pk == user_pk,
-                break_glass.c.person_pk == patients.c.person_pk,
+                break_glass.c.person_pk == studies.c.person_pk,
                 break_glass.c.expires_at > now,
             )
         )

@@ -50,13 +50,34 @@ def begin_write(engine: Engine) -> Any:
     return engine.execution_options(write=True).begin()
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply Alembic migrations up to head (``rix db upgrade``; also run by ``rix serve``)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` (``rix db upgrade``; ``rix serve``).
+
+    On SQLite a migration that changes a table recreates it (copy, drop, rename), and with
+    foreign keys enforced the drop of a table other rows refer to fails: an index with data
+    could not be upgraded. Enforcement is off during the migration (it can only be switched
+    outside a transaction), the result is checked with ``foreign_key_check``, then it is on
+    again.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with begin_write(engine) as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    if engine.dialect.name != "sqlite":
+        with begin_write(engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return
+    with engine.connect() as conn:
+        raw: Any = conn.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.execution_options(write=True).begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} dangling references")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    exists,
     or_,
     select,
 )
@@ -193,16 +194,11 @@ def _filtered(
             query = query.where(condition(match))
     if scope is not None:
         if level is Level.PATIENT:  # no studies in the FROM: the patient has a visible study
-            # a self-contained subquery (correlate(None)): the scope's own EXISTS terms must
-            # bind to *its* patients row; correlated one level further out they would
-            # silently test nothing
-            visible = (
-                select(patients.c.id)
-                .select_from(patients.join(studies, studies.c.patient_pk == patients.c.id))
-                .where(scope)
-                .correlate(None)
+            # the scope reads ``studies`` alone (rix.access), so its own EXISTS terms bind
+            # to this subquery's studies row, and the probe uses ix_studies_patient_pk
+            scope = exists(
+                select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope)
             )
-            scope = patients.c.id.in_(visible)
         query = query.where(scope)
     return query
 

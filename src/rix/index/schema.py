@@ -86,9 +86,13 @@ studies = Table(
     Column("updated_at", Float, nullable=False),
     # the trust that sent the study's first instance: what the access policy filters on
     Column("trust_pk", Integer, ForeignKey("trusts.id")),
+    # the patient's person (rix.region.mpi keeps it in step), so the access filter reads
+    # this table alone and a paged query can walk it in order and stop at its LIMIT
+    Column("person_pk", Integer, ForeignKey("persons.id")),
 )
 Index("ix_studies_patient_pk", studies.c.patient_pk)
 Index("ix_studies_trust_pk", studies.c.trust_pk)
+Index("ix_studies_person_pk", studies.c.person_pk)
 Index("ix_studies_study_date", studies.c.study_date)
 Index("ix_studies_accession_number", studies.c.accession_number)
 Index("ix_studies_updated_at", studies.c.updated_at)

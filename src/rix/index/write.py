@@ -377,8 +377,17 @@ def _study_pk(
     pk = conn.execute(select(studies.c.id).where(studies.c.study_uid == uid)).scalar()
     new = pk is None
     if pk is None:
+        person_pk = conn.execute(
+            select(patients.c.person_pk).where(patients.c.id == patient_pk)
+        ).scalar()
         result = conn.execute(
-            insert(studies).values(patient_pk=patient_pk, created_at=now, updated_at=now, **values)
+            insert(studies).values(
+                patient_pk=patient_pk,
+                person_pk=person_pk,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
         )
         pk = _new_pk(result.inserted_primary_key)
         cache.study_lists[int(pk)] = (set(), set())  # a new study lists nothing yet

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from rix.errors import Conflict, NotFound
-from rix.index.schema import mpi_reviews, patients, persons, trusts
+from rix.index.schema import mpi_reviews, patients, persons, studies, trusts
 from rix.region import nhs
 
 
@@ -172,6 +172,14 @@ def _set_person(conn: Connection, patient_pk: int, person_pk: int | None, state:
         .where(patients.c.id == patient_pk)
         .values(person_pk=person_pk, link_state=state.value)
     )
+    _studies_follow(conn, patient_pk, person_pk)
+
+
+def _studies_follow(conn: Connection, patient_pk: int, person_pk: int | None) -> None:
+    """``studies.person_pk`` is the patient's, always (the access filter reads it)."""
+    conn.execute(
+        update(studies).where(studies.c.patient_pk == patient_pk).values(person_pk=person_pk)
+    )
 
 
 def _review(
@@ -255,6 +263,7 @@ def person_of(conn: Connection, patient_pk: int) -> int:
         return rec.person_pk
     person = _new_person(conn, None)
     conn.execute(update(patients).where(patients.c.id == patient_pk).values(person_pk=person))
+    _studies_follow(conn, patient_pk, person)
     return person
 
 
