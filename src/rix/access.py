@@ -33,6 +33,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    Select,
     and_,
     bindparam,
     exists,
@@ -126,18 +127,22 @@ def _scope(trust_pk: int, user_pk: int | None) -> ColumnElement[bool]:
     # EXISTS correlated on the row's person: an index probe per candidate row, whatever
     # the number of the trust's relationships (IN (SELECT ...) read them all, every query)
     grounds = [
-        exists().where(
-            relationships.c.trust_pk == trust_pk,
-            relationships.c.person_pk == studies.c.person_pk,
-            or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
+        _probe(
+            select(relationships.c.id).where(
+                relationships.c.trust_pk == trust_pk,
+                relationships.c.person_pk == studies.c.person_pk,
+                or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
+            )
         )
     ]
     if user_pk is not None:
         grounds.append(
-            exists().where(
-                break_glass.c.user_pk == user_pk,
-                break_glass.c.person_pk == studies.c.person_pk,
-                break_glass.c.expires_at > now,
+            _probe(
+                select(break_glass.c.id).where(
+                    break_glass.c.user_pk == user_pk,
+                    break_glass.c.person_pk == studies.c.person_pk,
+                    break_glass.c.expires_at > now,
+                )
             )
         )
     # "+ 0": the owner is a filter, never the index to scan (SQLite has no statistics and
@@ -145,6 +150,16 @@ def _scope(trust_pk: int, user_pk: int | None) -> ColumnElement[bool]:
     owner = studies.c.trust_pk + 0
     shared = and_(owner.in_(trusts.partners(trust_pk)), or_(*grounds))
     return or_(owner == trust_pk, shared)
+
+
+def _probe(query: Select[Any]) -> ColumnElement[bool]:
+    """EXISTS, looked up per candidate row through its index.
+
+    ``OFFSET 0`` stops PostgreSQL turning the EXISTS into a hash of every relationship of
+    the trust, built on every query: with 100,000 relationships a page of 100 studies
+    took 12.8 ms that way against 1.9 ms unfiltered, and takes 2.2 ms as a probe.
+    """
+    return exists(query.offset(0))
 
 
 def require_role(principal: Principal, *roles: Role) -> None:
