@@ -277,25 +277,48 @@ def record(
     touched: Touched | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Write one audit event through the index writer (``IndexWriter.submit``): it is
-    committed before the caller answers, in the group commit of concurrent requests."""
+    """Write one audit event through the index writer: ``IndexWriter.submit`` commits it
+    before the caller answers, ``IndexWriter.post`` in the next group commit."""
+    submit(lambda conn: record_in(conn, principal, kind, outcome, touched, detail))
+
+
+def record_in(
+    conn: Connection,
+    principal: Principal,
+    kind: audit.Kind,
+    outcome: audit.Outcome,
+    touched: Touched | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One audit event in the caller's transaction: for a change that must commit with
+    its own record (``rix.region.admin``)."""
     touched = touched or Touched()
+    audit.record(
+        conn,
+        kind=kind.value,
+        outcome=outcome.value,
+        actor=principal.name,
+        source=principal.source,
+        study_uid=touched.study_uid,
+        detail=detail,
+        trust=principal.trust_code,
+        patient=touched.patient,
+        nhs_number=touched.nhs_number,
+    )
 
-    def write(conn: Connection) -> None:
-        audit.record(
-            conn,
-            kind=kind.value,
-            outcome=outcome.value,
-            actor=principal.name,
-            source=principal.source,
-            study_uid=touched.study_uid,
-            detail=detail,
-            trust=principal.trust_code,
-            patient=touched.patient,
-            nhs_number=touched.nhs_number,
-        )
 
-    submit(write)
+def record_login(
+    submit: Submit, principal: Principal, outcome: audit.Outcome, via: str, **detail: str
+) -> None:
+    """One sign-in attempt, from any door (login page, bearer token, DICOM user identity)."""
+    record(submit, principal, audit.Kind.LOGIN, outcome, None, {"via": via, **detail})
+
+
+def require_store(principal: Principal) -> None:
+    """Storing makes images a trust's: a user needs a clinical role at one (an AE's
+    trust, or none for an anonymous AE, is who it stores for)."""
+    if principal.kind is PrincipalKind.USER and not principal.sees_images:
+        raise AccessDenied("storing images needs a clinical role at a trust")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from rix.index.schema import audit_events, audit_export
+from rix.region import nhs
 
 GENESIS = "0" * 64
 
@@ -187,7 +188,7 @@ def search(
     if patient:
         query = query.where(audit_events.c.patient == patient)
     if nhs_number:
-        query = query.where(audit_events.c.nhs_number == nhs_number.replace(" ", ""))
+        query = query.where(audit_events.c.nhs_number == nhs.normalise(nhs_number))
     if actor:
         query = query.where(audit_events.c.actor == actor)
     if study_uid:

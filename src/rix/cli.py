@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -21,9 +21,6 @@ from rix.cli_options import (
     operator,
 )
 from rix.config import SETTINGS_HELP
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="rix: Regional Imaging eXchange.", no_args_is_help=True)
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)

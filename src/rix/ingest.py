@@ -17,7 +17,7 @@ from enum import StrEnum
 import structlog
 from sqlalchemy import Connection
 
-from rix import audit, parsing, uids
+from rix import access, audit, parsing, uids
 from rix.archive import Archive
 from rix.config import DuplicatePolicy
 from rix.errors import (
@@ -154,6 +154,7 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         calling_ae=received.calling_ae,
         pixel_data_offset=_in_file(len(meta), header.pixel_data_offset),
         trust=received.trust,
+        nhs_number=ident.nhs_number,
     )
     added = archive.writer.add_instance(record)
     if added.existing is not None:  # a concurrent association stored it first
@@ -254,18 +255,15 @@ def _duplicate(
                 policy=policy.value,
                 reason=reason,
             )
-        audit.record(
+        access.record_in(
             conn,
-            kind="store-duplicate",
-            outcome="refused" if policy is DuplicatePolicy.REJECT else "warning",
-            actor=received.calling_ae,
-            source=received.source,
-            study_uid=existing.study_uid,
-            detail={
-                "sop_instance_uid": ident.sop_instance_uid,
-                "policy": policy.value,
-                "kept_key": key,
-            },
+            access.Principal.of_ae(received.calling_ae, received.trust, received.source),
+            audit.Kind.STORE_DUPLICATE,
+            audit.Outcome.REFUSED if policy is DuplicatePolicy.REJECT else audit.Outcome.WARNING,
+            access.Touched(
+                study_uid=existing.study_uid, patient=ident.patient, nhs_number=ident.nhs_number
+            ),
+            {"sop_instance_uid": ident.sop_instance_uid, "policy": policy.value, "kept_key": key},
         )
 
     archive.writer.submit(record_conflict)

@@ -223,7 +223,7 @@ class MetadataBuilder:
 
     def _busy(self, waiting_since: float) -> bool:
         now = time.monotonic()
-        storing = now - self.archive.writer.last_commit < self.QUIET
+        storing = now - self.archive.writer.last_store < self.QUIET
         return storing and now - waiting_since < self.MAX_DEFER
 
     def _run(self) -> None:

@@ -25,7 +25,8 @@ class CredentialKind(StrEnum):
     SESSION = "session"
 
 
-def _hash(secret: str) -> str:
+def digest(secret: str) -> str:
+    """What is stored of a secret, and what it is looked up by."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -44,7 +45,7 @@ def issue(
         insert(credentials).values(
             user_pk=user_pk,
             kind=kind.value,
-            secret_hash=_hash(secret),
+            secret_hash=digest(secret),
             label=label,
             created_at=now,
             expires_at=None if lifetime is None else now + lifetime,
@@ -59,7 +60,7 @@ def user_of(conn: Connection, secret: str, kind: CredentialKind) -> int | None:
         return None
     row = conn.execute(
         select(credentials.c.user_pk, credentials.c.expires_at, credentials.c.revoked_at).where(
-            credentials.c.secret_hash == _hash(secret), credentials.c.kind == kind.value
+            credentials.c.secret_hash == digest(secret), credentials.c.kind == kind.value
         )
     ).first()
     if row is None or row.revoked_at is not None:
@@ -72,7 +73,7 @@ def user_of(conn: Connection, secret: str, kind: CredentialKind) -> int | None:
 def revoke(conn: Connection, secret: str) -> bool:
     result = conn.execute(
         update(credentials)
-        .where(credentials.c.secret_hash == _hash(secret), credentials.c.revoked_at.is_(None))
+        .where(credentials.c.secret_hash == digest(secret), credentials.c.revoked_at.is_(None))
         .values(revoked_at=time.time())
     )
     return bool(result.rowcount)

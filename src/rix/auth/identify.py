@@ -8,7 +8,6 @@ Every failure is the same ``Unauthenticated`` so no answer tells which part was 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from functools import lru_cache
 from threading import Lock
@@ -45,7 +44,7 @@ class _Recent:
         self._lock = Lock()
 
     def get(self, secret: str, kind: CredentialKind) -> User | None:
-        key = (hashlib.sha256(secret.encode()).hexdigest(), kind.value)
+        key = (credentials.digest(secret), kind.value)
         with self._lock:
             found = self._users.get(key)
         if found is None or found[1] < time.monotonic():
@@ -53,7 +52,7 @@ class _Recent:
         return found[0]
 
     def put(self, secret: str, kind: CredentialKind, user: User) -> None:
-        key = (hashlib.sha256(secret.encode()).hexdigest(), kind.value)
+        key = (credentials.digest(secret), kind.value)
         with self._lock:
             if len(self._users) > 10_000:
                 self._users.clear()

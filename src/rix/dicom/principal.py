@@ -15,7 +15,7 @@ import structlog
 from pynetdicom.events import Event
 
 from rix import audit
-from rix.access import Principal, Touched, record
+from rix.access import Principal, record_login
 from rix.archive import Archive
 from rix.auth import identify
 from rix.auth.credentials import PREFIX, CredentialKind
@@ -39,24 +39,28 @@ def on_requested(event: Event, archive: Archive) -> None:
     """EVT_REQUESTED: attach the calling AE's principal, or reject an unknown AE."""
     primitive: Any = event.assoc.requestor.primitive
     calling = str(primitive.calling_ae_title).strip()
+    source = _source(event)
     peer = aes.get(archive.engine, calling)
     if peer is None and not archive.settings.accept_any_ae:
-        log.warning("association refused: calling AE title not registered")
-        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
-        # Wait, as pynetdicom's own rejections do, until the A-ASSOCIATE-RJ has left:
-        # pynetdicom closes the socket right after this handler, and the peer would
-        # otherwise see an abort instead of the reason.
-        event.assoc.kill()
+        _reject(event, "calling AE title not registered")
         return
-    if peer is not None and not aes.connects_from(peer, _source(event)):
+    if peer is not None and not aes.connects_from(peer, source):
         # an AE title is only a name anyone can send; the registered host is what makes it
         # that trust's PACS (with DICOM TLS, the client certificate as well)
-        log.warning("association refused: calling AE title registered for another address")
-        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
-        event.assoc.kill()
+        _reject(event, "calling AE title registered for another address")
         return
     trust = None if peer is None else peer.trust
-    event.assoc.rix_principal = Principal.of_ae(calling, trust, _source(event))  # type: ignore[attr-defined]
+    event.assoc.rix_principal = Principal.of_ae(calling, trust, source)  # type: ignore[attr-defined]
+
+
+def _reject(event: Event, why: str) -> None:
+    """A-ASSOCIATE-RJ, calling AE title not recognised (PS3.8 9.3.4)."""
+    log.warning("association refused: " + why)
+    event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+    # Wait, as pynetdicom's own rejections do, until the A-ASSOCIATE-RJ has left:
+    # pynetdicom closes the socket right after this handler, and the peer would
+    # otherwise see an abort instead of the reason.
+    event.assoc.kill()
 
 
 def on_user_identity(event: Event, archive: Archive) -> tuple[bool, bytes | None]:
@@ -92,10 +96,8 @@ def _verify(archive: Archive, kind: int, primary: str, secondary: str) -> User:
 def _audit_login(
     archive: Archive, principal: Principal, username: str, outcome: audit.Outcome, reason: str
 ) -> None:
-    detail = {"via": "dicom-user-identity", "username": username}
-    if reason:
-        detail["reason"] = reason
-    record(archive.writer.submit, principal, audit.Kind.LOGIN, outcome, Touched(), detail)
+    extra = {"username": username, **({"reason": reason} if reason else {})}
+    record_login(archive.writer.submit, principal, outcome, "dicom-user-identity", **extra)
 
 
 def principal_of(event: Event) -> Principal:

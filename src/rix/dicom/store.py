@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.events import Event
 
-from rix.access import StoreTally
+from rix.access import StoreTally, require_store
 from rix.archive import Archive
 from rix.dicom.principal import principal_of
 from rix.errors import RixError, StoreStatus
@@ -59,6 +59,7 @@ def handle_store(event: Event, archive: Archive) -> Dataset:
     )
     tally = _tally(event)
     try:
+        require_store(principal)
         result = ingest(archive, received)
     except RixError as exc:
         log.warning("c-store refused", reason=exc.reason, status=hex(exc.dimse_status))

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
-from rix.index.database import begin_write
 from rix.index.schema import application_entities, trusts
 from rix.region.trusts import Trust, get_trust
 
@@ -29,34 +28,30 @@ class RemoteAE:
     trust: Trust | None = None
 
 
-def add(engine: Engine, ae: RemoteAE, trust: str = "") -> None:
+def add(conn: Connection, ae: RemoteAE, trust: str = "") -> None:
     """Register or update a peer; AE titles are unique (PS3.8 9.3.2.1)."""
-    with begin_write(engine) as conn:
-        trust_pk = get_trust(conn, trust).pk if trust else None
-        values = {
-            "host": ae.host,
-            "port": ae.port,
-            "description": ae.description,
-            "trust_pk": trust_pk,
-        }
-        found = conn.execute(
-            select(application_entities.c.id).where(application_entities.c.title == ae.title)
-        ).first()
-        if found is None:
-            conn.execute(insert(application_entities).values(title=ae.title, **values))
-        else:
-            conn.execute(
-                update(application_entities)
-                .where(application_entities.c.title == ae.title)
-                .values(**values)
-            )
-
-
-def remove(engine: Engine, title: str) -> bool:
-    with begin_write(engine) as conn:
-        result = conn.execute(
-            delete(application_entities).where(application_entities.c.title == title)
+    trust_pk = get_trust(conn, trust).pk if trust else None
+    values = {
+        "host": ae.host,
+        "port": ae.port,
+        "description": ae.description,
+        "trust_pk": trust_pk,
+    }
+    found = conn.execute(
+        select(application_entities.c.id).where(application_entities.c.title == ae.title)
+    ).first()
+    if found is None:
+        conn.execute(insert(application_entities).values(title=ae.title, **values))
+    else:
+        conn.execute(
+            update(application_entities)
+            .where(application_entities.c.title == ae.title)
+            .values(**values)
         )
+
+
+def remove(conn: Connection, title: str) -> bool:
+    result = conn.execute(delete(application_entities).where(application_entities.c.title == title))
     return bool(result.rowcount)
 
 

@@ -196,9 +196,7 @@ def _filtered(
         if level is Level.PATIENT:  # no studies in the FROM: the patient has a visible study
             # the scope reads ``studies`` alone (rix.access), so its own EXISTS terms bind
             # to this subquery's studies row, and the probe uses ix_studies_patient_pk
-            scope = exists(
-                select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope)
-            )
+            scope = exists(select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope))
         query = query.where(scope)
     return query
 
@@ -273,21 +271,30 @@ class PatientRef:
         return f"{self.issuer}/{self.patient_id}"
 
 
+_PATIENT_REF = (
+    patients.c.id,
+    patients.c.issuer,
+    patients.c.patient_id,
+    patients.c.nhs_number,
+    patients.c.person_pk,
+)
+
+
 def patients_by_pk(conn: Connection, pks: Iterable[int]) -> dict[int, PatientRef]:
     """Who the given patient records are (the audit trail, identity on the way out)."""
     wanted = sorted(set(pks))
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(
-            patients.c.id,
-            patients.c.issuer,
-            patients.c.patient_id,
-            patients.c.nhs_number,
-            patients.c.person_pk,
-        ).where(patients.c.id.in_(wanted))
-    )
+    rows = conn.execute(select(*_PATIENT_REF).where(patients.c.id.in_(wanted)))
     return {r.id: _patient_ref(r) for r in rows}
+
+
+def records_of_person(conn: Connection, person_pk: int) -> list[PatientRef]:
+    """A person's records, in the order they were first seen."""
+    rows = conn.execute(
+        select(*_PATIENT_REF).where(patients.c.person_pk == person_pk).order_by(patients.c.id)
+    )
+    return [_patient_ref(r) for r in rows]
 
 
 def _patient_ref(row: Any) -> PatientRef:
@@ -305,13 +312,7 @@ def patient_of_study(
 ) -> PatientRef | None:
     """The patient of a study the scope lets through (None: no such study, or hidden)."""
     query = (
-        select(
-            patients.c.id,
-            patients.c.issuer,
-            patients.c.patient_id,
-            patients.c.nhs_number,
-            patients.c.person_pk,
-        )
+        select(*_PATIENT_REF)
         .select_from(patients)
         .join(studies, studies.c.patient_pk == patients.c.id)
         .where(studies.c.study_uid == study_uid)

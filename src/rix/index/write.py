@@ -48,6 +48,7 @@ class InstanceRecord:
         pixel_data_offset: int | None = None,
         received_at: float | None = None,
         trust: Trust | None = None,
+        nhs_number: str | None = None,
     ) -> InstanceRecord:
         """``trust`` is the sender's: the owner of a new study, and the issuer of a
         PatientID that arrives without one (the trust's own hospital number)."""
@@ -55,7 +56,8 @@ class InstanceRecord:
         patient = values[Level.PATIENT]
         patient["patient_name_ci"] = name_key(patient["patient_name"])
         patient["other_patient_ids"] = _other_ids(ds)
-        patient["nhs_number"] = nhs.in_dataset(ds).value[:16]
+        found = nhs.in_dataset(ds).value if nhs_number is None else nhs_number
+        patient["nhs_number"] = found[:16]
         if trust is not None and not patient["issuer"]:
             patient["issuer"] = trust.issuer
         study = values[Level.STUDY]
@@ -363,7 +365,8 @@ def _patient_pk(conn: Connection, values: dict[str, Any], cache: IndexCache) -> 
     ).scalar()
     if pk is None:
         pk = _new_pk(conn.execute(insert(patients).values(**values)).inserted_primary_key)
-        mpi.on_new_record(conn, pk)
+        if values["nhs_number"]:  # a record without one has nothing to link by
+            mpi.on_new_record(conn, pk)
     cache.patients[key] = int(pk)
     return int(pk)
 
@@ -377,9 +380,9 @@ def _study_pk(
     pk = conn.execute(select(studies.c.id).where(studies.c.study_uid == uid)).scalar()
     new = pk is None
     if pk is None:
-        person_pk = conn.execute(
-            select(patients.c.person_pk).where(patients.c.id == patient_pk)
-        ).scalar()
+        person_pk = (
+            select(patients.c.person_pk).where(patients.c.id == patient_pk).scalar_subquery()
+        )
         result = conn.execute(
             insert(studies).values(
                 patient_pk=patient_pk,

@@ -47,7 +47,9 @@ class IndexWriter:
         self._thread.start()
         self.batches = 0
         self.operations = 0
-        self.last_commit = 0.0  # time.monotonic() of the latest commit; 0 before any
+        # time.monotonic() of the latest commit that added instances; 0 before any (audit
+        # events of reads commit too, and must not look like a store in progress)
+        self.last_store = 0.0
 
     def add_instance(self, record: write.InstanceRecord) -> write.AddResult:
         """Index one instance in the next group transaction; return once committed."""
@@ -121,7 +123,8 @@ class IndexWriter:
             return
         self.batches += 1
         self.operations += len(batch)
-        self.last_commit = time.monotonic()
+        if records:
+            self.last_store = time.monotonic()
         for item, result in zip(records, added, strict=True):
             item.future.set_result(result)
         for item, (value, error) in zip(others, outcomes, strict=True):

@@ -38,21 +38,10 @@ def _change(
     touched: access.Touched | None = None,
     kind: audit.Kind = audit.Kind.ADMIN,
 ) -> T:
-    touched = touched or access.Touched()
     with begin_write(archive.engine) as conn:
         result = change(conn)
-        audit.record(
-            conn,
-            kind=kind.value,
-            outcome=audit.Outcome.SUCCESS.value,
-            actor=principal.name,
-            source=principal.source,
-            trust=principal.trust_code,
-            study_uid=touched.study_uid,
-            patient=touched.patient,
-            nhs_number=touched.nhs_number,
-            detail={"action": action, **(detail or {})},
-        )
+        detail = {"action": action, **(detail or {})}
+        access.record_in(conn, principal, kind, audit.Outcome.SUCCESS, touched, detail)
     return result
 
 
@@ -146,13 +135,11 @@ def create_token(
     archive: Archive, principal: Principal, username: str, label: str, days: float | None
 ) -> str:
     """An API token for ``username``: users make their own; administrators their staff's."""
-    with archive.engine.connect() as conn:
-        user = users.get_user(conn, username)
-    if principal.name != username or principal.kind is not access.PrincipalKind.USER:
-        if user.trust is not None:
-            access.require_trust_admin(principal, user.trust.code)
-        else:
-            access.require_role(principal, Role.REGION_ADMIN)
+    if principal.kind is access.PrincipalKind.USER and principal.name == username:
+        with archive.engine.connect() as conn:
+            user = users.get_user(conn, username)
+    else:
+        user = _may_manage(archive, principal, username)
     lifetime = None if days is None else days * 86400
     return _change(
         archive,
@@ -207,12 +194,11 @@ def add_ae(archive: Archive, principal: Principal, ae: aes.RemoteAE, trust: str)
         access.require_trust_admin(principal, trust)
     else:
         access.require_role(principal, Role.REGION_ADMIN)
-    aes.add(archive.engine, ae, trust)
     _change(
         archive,
         principal,
         "ae add",
-        lambda _conn: None,
+        lambda conn: aes.add(conn, ae, trust),
         {"ae": ae.title, "host": ae.host, "port": ae.port, "trust": trust},
     )
 
@@ -223,10 +209,9 @@ def remove_ae(archive: Archive, principal: Principal, title: str) -> bool:
         access.require_trust_admin(principal, peer.trust.code)
     else:
         access.require_role(principal, Role.REGION_ADMIN)
-    removed = aes.remove(archive.engine, title)
-    if removed:
-        _change(archive, principal, "ae remove", lambda _conn: None, {"ae": title})
-    return removed
+    return _change(
+        archive, principal, "ae remove", lambda conn: aes.remove(conn, title), {"ae": title}
+    )
 
 
 def _named(archive: Archive, nhs_number: str, patient: str) -> access.Touched:

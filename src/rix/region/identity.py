@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from rix.index import queries
-from rix.index.schema import patients
 from rix.region import nhs
 from rix.region.trusts import Trust
 
@@ -83,10 +82,4 @@ def _linked(conn: Connection, ref: queries.PatientRef) -> list[queries.PatientRe
     """The person's other records, in the order they were first seen."""
     if ref.person_pk is None:
         return []
-    pks = conn.execute(
-        select(patients.c.id)
-        .where(patients.c.person_pk == ref.person_pk, patients.c.id != ref.pk)
-        .order_by(patients.c.id)
-    ).scalars()
-    found = queries.patients_by_pk(conn, pks)
-    return [found[pk] for pk in sorted(found)]
+    return [r for r in queries.records_of_person(conn, ref.person_pk) if r.pk != ref.pk]

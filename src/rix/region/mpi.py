@@ -130,9 +130,7 @@ def _link_by_nhs(conn: Connection, rec: Record) -> None:
     if not nhs.is_valid(rec.nhs_number):
         _review(conn, rec, None, ReviewKind.INVALID, {"nhs_number": rec.nhs_number})
         return
-    person = conn.execute(
-        select(persons.c.id).where(persons.c.nhs_number == rec.nhs_number)
-    ).scalar()
+    person = find_person(conn, rec.nhs_number)
     if person is None:
         person = _new_person(conn, rec.nhs_number)
         _set_person(conn, rec.pk, person, LinkState.AUTO)
@@ -273,8 +271,8 @@ def person_for_nhs(conn: Connection, nhs_number: str) -> int:
     value = nhs.normalise(nhs_number)
     if not nhs.is_valid(value):
         raise Conflict(f"{value!r} is not a valid NHS number")
-    found = conn.execute(select(persons.c.id).where(persons.c.nhs_number == value)).scalar()
-    return int(found) if found is not None else _new_person(conn, value)
+    found = find_person(conn, value)
+    return found if found is not None else _new_person(conn, value)
 
 
 def find_person(conn: Connection, nhs_number: str) -> int | None:

@@ -63,11 +63,6 @@ def get_trust(conn: Connection, code: str) -> Trust:
     return _trust(row)
 
 
-def trust_by_pk(conn: Connection, pk: int) -> Trust:
-    row = conn.execute(select(trusts).where(trusts.c.id == pk)).one()
-    return _trust(row)
-
-
 def all_trusts(conn: Connection) -> list[Trust]:
     return [_trust(row) for row in conn.execute(select(trusts).order_by(trusts.c.code))]
 

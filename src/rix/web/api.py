@@ -222,7 +222,8 @@ def disable_user(request: Request, username: str) -> dict[str, str]:
 
 @router.get("/aes", summary="Registered DICOM peers")
 def list_aes(request: Request) -> list[dict[str, Any]]:
-    archive = archive_of(request)
+    archive, principal = _me(request)
+    access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
     return [
         {
             "title": a.title,

@@ -55,13 +55,8 @@ def authenticate(request: Request) -> Principal:
             anonymous = Principal(
                 kind=access.PrincipalKind.USER, name="", source=source_of(request)
             )
-            access.record(
-                archive.writer.submit,
-                anonymous,
-                audit.Kind.LOGIN,
-                audit.Outcome.REFUSED,
-                None,
-                {"via": "bearer", "reason": exc.reason},
+            access.record_login(
+                archive.writer.submit, anonymous, audit.Outcome.REFUSED, "bearer", reason=exc.reason
             )
         raise
     principal = Principal.of_user(user, source_of(request))

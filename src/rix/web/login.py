@@ -65,13 +65,7 @@ async def login(request: Request) -> Response:
     except Unauthenticated:
         someone = Principal(kind=PrincipalKind.USER, name=username[:128], source=source)
         await run_in_threadpool(
-            access.record,
-            archive.writer.submit,
-            someone,
-            audit.Kind.LOGIN,
-            audit.Outcome.REFUSED,
-            None,
-            {"via": "password"},
+            access.record_login, archive.writer.submit, someone, audit.Outcome.REFUSED, "password"
         )
         error = '<p class="error">User name or password not recognised.</p>'
         page = PAGE.format(error=error, next=html.escape(target))
@@ -90,13 +84,7 @@ async def login(request: Request) -> Response:
     secret = await run_in_threadpool(issue)
     principal = Principal.of_user(user, source)
     await run_in_threadpool(
-        access.record,
-        archive.writer.submit,
-        principal,
-        audit.Kind.LOGIN,
-        audit.Outcome.SUCCESS,
-        None,
-        {"via": "password"},
+        access.record_login, archive.writer.submit, principal, audit.Outcome.SUCCESS, "password"
     )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(

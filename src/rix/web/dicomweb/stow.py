@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from rix import parsing
-from rix.access import Principal, StoreTally
+from rix.access import Principal, StoreTally, require_store
 from rix.archive import Archive
-from rix.errors import AccessDenied, InvalidInstance, RixError, StoreStatus
+from rix.errors import InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
 from rix.web.auth import principal_of
 from rix.web.dicomweb import media
@@ -208,8 +208,7 @@ async def stow(request: Request, study: str | None) -> Response:
     archive = archive_of(request)
     check_uids(study)
     principal = principal_of(request)
-    if not principal.sees_images:
-        raise AccessDenied("storing images needs a clinical role at a trust")
+    require_store(principal)
     upload = Upload(principal=principal, tally=StoreTally(), study=study)
     try:
         return await _stow(request, archive, upload)

@@ -32,4 +32,3 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f("fk_studies_person_pk_persons"), type_="foreignkey")
         batch_op.drop_index("ix_studies_person_pk")
         batch_op.drop_column("person_pk")
-
