@@ -374,7 +374,9 @@ def identity(kind: int, primary: str, secondary: str = "") -> UserIdentityNegoti
 
 
 @contextmanager
-def workstation(site: Site, user: UserIdentityNegotiation | None) -> Iterator[Association]:
+def workstation(
+    site: Site, user: UserIdentityNegotiation | None, abstract: str = scu.STUDY_ROOT_FIND
+) -> Iterator[Association]:
     """An association from an unregistered workstation (loopback, ``accept_any_ae``)."""
     ae = scu.new_ae("WORKSTATION")
     with ExitStack() as stack:
@@ -382,7 +384,7 @@ def workstation(site: Site, user: UserIdentityNegotiation | None) -> Iterator[As
         assoc = ae.associate(
             scu.HOST,
             site.server.dicom_port,
-            [build_context(scu.STUDY_ROOT_FIND)],
+            [build_context(abstract)],
             ae_title="RIX",
             ext_neg=[] if user is None else [user],
         )
@@ -437,6 +439,32 @@ def test_wrong_user_identity_rejects_the_association(
 ) -> None:
     with workstation(site, identity(kind, primary, secondary)) as assoc:
         assert assoc.is_rejected
+
+
+def test_a_user_without_a_clinical_role_cannot_c_store_as_themselves(site: Site) -> None:
+    with site.client(headers=bearer(site.root_token)) as admin:
+        user = {"username": "watcher", "roles": ["auditor"], "password": PASSWORD}
+        assert admin.post("/api/users", json=user).status_code == 201
+    ds = ct_slice(
+        patient_id="AUDITOR-STORE",
+        patient_name="Not^Stored",
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        number=1,
+        size=8,
+    )
+    who = identity(USERNAME_AND_PASSCODE, "watcher", PASSWORD)
+    with workstation(site, who, str(ds.SOPClassUID)) as assoc:
+        assert assoc.is_established
+        assert assoc.send_c_store(ds).Status == 0x0124  # Refused: Not Authorized
+    stores: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 10  # the association's store event is written at release
+    with site.client(headers=bearer(site.root_token)) as admin:
+        while not stores and time.monotonic() < deadline:
+            events = admin.get("/api/audit", params={"user": "watcher"}).json()
+            stores = [(e["kind"], e["outcome"]) for e in events if e["kind"] == "store"]
+            time.sleep(0.1)
+    assert stores == [("store", "failure")]
 
 
 def test_api_token_of_another_user_rejects_the_association(site: Site) -> None:
