@@ -34,5 +34,8 @@ def open_archive(settings: Settings, *, migrate: bool = True) -> Archive:
     engine = database.connect(settings.index_url)
     if migrate:
         database.upgrade(engine)
+    from rix.routing import stability  # routing needs the archive: imported once it exists
+
     store = FileStore(settings.objects_dir)
-    return Archive(settings=settings, engine=engine, store=store, writer=IndexWriter(engine))
+    writer = IndexWriter(engine, after_add=stability.scheduler(settings.stable_seconds))
+    return Archive(settings=settings, engine=engine, store=store, writer=writer)

@@ -35,6 +35,7 @@ class Kind(StrEnum):
     LOGIN = "login"
     BREAK_GLASS = "break-glass"
     ADMIN = "admin"
+    TRANSFER = "transfer"  # rix sending images on its own: routing, transfers, prefetch
 
 
 class Outcome(StrEnum):

@@ -121,6 +121,12 @@ EVENT_TYPES: dict[str, EventType] = {
     Kind.BREAK_GLASS: EventType(  # A.5.3.11
         event_id=SECURITY_ALERT, action="E", type_code=EMERGENCY_OVERRIDE_STARTED
     ),
+    Kind.TRANSFER: EventType(  # A.5.3.7: rix sends to a destination it chose by rule or request
+        event_id=INSTANCES_TRANSFERRED,
+        action="R",
+        requestor_role=DESTINATION,
+        archive_role=SOURCE,
+    ),
     Kind.ADMIN: EventType(  # A.5.3.11: users, roles, AEs, trusts and agreements
         event_id=SECURITY_ALERT, action="E", type_code=SECURITY_CONFIGURATION
     ),

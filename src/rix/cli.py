@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from rix import cli_region
+from rix import cli_jobs, cli_region
 from rix.cli_options import (
     ConfigOpt,
     DataOpt,
@@ -28,6 +28,7 @@ ae_app = typer.Typer(help="The registry of DICOM peers (AE titles).", no_args_is
 app.add_typer(db_app, name="db")
 app.add_typer(ae_app, name="ae")
 cli_region.register(app)
+cli_jobs.register(app)
 
 
 @app.command()
@@ -77,8 +78,22 @@ def serve(
     ] = None,
     dicom_tls_key: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_key"])] = None,
     dicom_tls_ca: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_ca"])] = None,
+    roles: Annotated[
+        str | None, typer.Option("--roles", "--role", help=SETTINGS_HELP["roles"])
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help=SETTINGS_HELP["workers"])] = None,
+    stable_seconds: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["stable_seconds"])
+    ] = None,
+    job_give_up_hours: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["job_give_up_hours"])
+    ] = None,
+    alert_webhook: Annotated[str | None, typer.Option(help=SETTINGS_HELP["alert_webhook"])] = None,
+    transfer_days: Annotated[int | None, typer.Option(help=SETTINGS_HELP["transfer_days"])] = None,
+    hl7_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["hl7_port"])] = None,
 ) -> None:
-    """Serve DICOM and HTTP from one process (the embedded default: SQLite + files)."""
+    """Serve DICOM, HTTP and the job workers from one process (the embedded default:
+    SQLite + files), or some of them (``--role``) on a node of a region."""
     from rix import serve as serving
 
     settings = _settings(
@@ -106,6 +121,13 @@ def serve(
         dicom_tls_cert=dicom_tls_cert,
         dicom_tls_key=dicom_tls_key,
         dicom_tls_ca=dicom_tls_ca,
+        roles=roles,
+        workers=workers,
+        stable_seconds=stable_seconds,
+        job_give_up_hours=job_give_up_hours,
+        alert_webhook=alert_webhook,
+        transfer_days=transfer_days,
+        hl7_port=hl7_port,
     )
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "

@@ -62,15 +62,18 @@ def trust_add(
     issuer: Annotated[
         str, typer.Option(help="Issuer of Patient ID of its hospital numbers (default: code).")
     ] = "",
+    pacs: Annotated[
+        str, typer.Option(help="AE title of its PACS: where transfers and priors are sent.")
+    ] = "",
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Add a trust (or update its name and issuer)."""
+    """Add a trust (or update its name, issuer and PACS)."""
     from rix.region import admin
 
     with _changing(cfg, data, database_url) as archive:
-        trust = admin.add_trust(archive, operator(), code, name, issuer)
+        trust = admin.add_trust(archive, operator(), code, name, issuer, pacs)
     console.print(f"trust {trust.code} ({trust.name}), issuer {trust.issuer}")
 
 
@@ -80,10 +83,10 @@ def trust_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt 
     from rix.region import trusts
 
     with _archive(cfg, data, database_url) as archive, archive.engine.connect() as conn:
-        table = Table("code", "name", "issuer", "sites")
+        table = Table("code", "name", "issuer", "PACS", "sites")
         for t in trusts.all_trusts(conn):
             sites = ", ".join(code for code, _name in trusts.sites_of(conn, t.code))
-            table.add_row(t.code, t.name, t.issuer, sites)
+            table.add_row(t.code, t.name, t.issuer, t.pacs_ae, sites)
         agreements = trusts.all_agreements(conn)
     console.print(table)
     for a in agreements:

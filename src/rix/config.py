@@ -55,6 +55,17 @@ class Settings:
     dicom_tls_cert: str = ""
     dicom_tls_key: str = ""
     dicom_tls_ca: str = ""
+    roles: str = "web,dicom,worker"
+    workers: int = 2
+    stable_seconds: float = 10.0
+    job_give_up_hours: float = 24.0
+    alert_webhook: str = ""
+    transfer_days: int = 365
+    hl7_port: int = 0
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.roles.split(",") if r.strip())
 
     @property
     def index_url(self) -> str:
@@ -132,6 +143,31 @@ SETTINGS_HELP: dict[str, str] = {
     "dicom_tls_ca": (
         "PEM CA certificates that sign client certificates; when set, DICOM TLS peers must "
         "present one (env RIX_DICOM_TLS_CA)."
+    ),
+    "roles": (
+        "What this process serves, comma-separated: web, dicom, worker (env RIX_ROLES, "
+        "default all three); at region scale run each on as many nodes as needed."
+    ),
+    "workers": "Job worker threads of a worker process (env RIX_WORKERS, default 2).",
+    "stable_seconds": (
+        "A study is stable, and routing rules run, this many seconds after its last "
+        "instance arrived (env RIX_STABLE_SECONDS, default 10)."
+    ),
+    "job_give_up_hours": (
+        "A job still failing this long after it was queued is dead-lettered with an alert "
+        "(env RIX_JOB_GIVE_UP_HOURS, default 24)."
+    ),
+    "alert_webhook": (
+        "URL that receives a JSON POST for every dead-lettered job; empty only logs "
+        "(env RIX_ALERT_WEBHOOK)."
+    ),
+    "transfer_days": (
+        "A patient transfer sends studies of this many days back; 0 sends all "
+        "(env RIX_TRANSFER_DAYS, default 365)."
+    ),
+    "hl7_port": (
+        "Port of the HL7 v2 MLLP listener (ADT transfers); 0 turns it off "
+        "(env RIX_HL7_PORT)."
     ),
 }
 
@@ -217,6 +253,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("oidc_issuer needs oidc_audience and oidc_jwks_url")
     if settings.audit_syslog and not settings.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
+    _validate_jobs(settings)
+
+
+def _validate_jobs(settings: Settings) -> None:
+    unknown_roles = settings.role_set - {"web", "dicom", "worker"}
+    if unknown_roles or not settings.role_set:
+        raise SettingsError(f"roles are web, dicom and worker; got {settings.roles!r}")
+    if settings.workers < 0 or settings.stable_seconds < 0 or settings.transfer_days < 0:
+        raise SettingsError("workers, stable_seconds and transfer_days cannot be negative")
 
 
 def is_loopback(host: str) -> bool:

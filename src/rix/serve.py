@@ -1,20 +1,25 @@
-"""``rix serve``: one process with the DICOM listener and the HTTP server."""
+"""``rix serve``: the DICOM and HL7 listeners, the HTTP server and the job workers."""
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
 
-from rix.archive import open_archive
+from rix.archive import Archive, open_archive
 from rix.audit_export import AuditExporter
 from rix.config import Settings
 from rix.dicom import scp, tls
+from rix.hl7 import mllp
+from rix.jobs.worker import Workers
 from rix.metadata import MetadataBuilder
+from rix.routing.handlers import HANDLERS
 from rix.web.app import create_app
 
 log = structlog.get_logger(__name__)
@@ -38,12 +43,42 @@ class _Server(uvicorn.Server):
 
 
 def run(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; stores in flight finish before the index closes."""
+    """Serve until SIGTERM/SIGINT; stores in flight finish before the index closes.
+
+    ``roles`` chooses what this process does: web (HTTP), dicom (the DICOM listeners and
+    the HL7 one), worker (jobs). One process does all three on a laptop; a region runs
+    each on as many nodes as it needs, sharing the index and the object store.
+    """
+    roles = settings.role_set
     archive = open_archive(settings)
     exporter = AuditExporter(archive.engine, settings).start() if settings.audit_syslog else None
-    dicom_server = scp.start(archive)
-    tls_server = tls.start_tls(archive)
+    listeners: list[Any] = []
+    if "dicom" in roles:
+        listeners.append(scp.start(archive))
+        listeners.append(tls.start_tls(archive))
+        if settings.hl7_port:
+            listeners.append(mllp.start(archive))
+    workers = Workers(archive, HANDLERS, settings.workers).start() if "worker" in roles else None
     builder = MetadataBuilder(archive).start()
+    try:
+        if "web" in roles:
+            _serve_http(archive, settings)
+        else:
+            _wait_for_signal()
+    finally:
+        for listener in listeners:
+            if listener is not None:
+                listener.shutdown()
+        if workers is not None:
+            workers.stop()
+        builder.stop()
+        if exporter is not None:
+            exporter.stop()
+        archive.close()
+        log.info("stopped")
+
+
+def _serve_http(archive: Archive, settings: Settings) -> None:
     config = uvicorn.Config(
         create_app(archive),
         host=settings.http_host,
@@ -52,14 +87,17 @@ def run(settings: Settings) -> None:
         access_log=False,  # URLs carry UIDs and, later, patient IDs: no PHI in ordinary logs
     )
     log.info("http listening", address=settings.http)
-    try:
-        _Server(config).run()
-    finally:
-        dicom_server.shutdown()
-        if tls_server is not None:
-            tls_server.shutdown()
-        builder.stop()
-        if exporter is not None:
-            exporter.stop()
-        archive.close()
-        log.info("stopped")
+    _Server(config).run()
+
+
+def _wait_for_signal() -> None:
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    log.info("serving without HTTP until stopped")
+    while not stopping.wait(1.0):  # a timeout, so signals are seen promptly
+        pass

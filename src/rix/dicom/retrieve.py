@@ -23,7 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
-from rix import access, audit
+from rix import access, audit, transcode
 from rix.archive import Archive
 from rix.dicom import identifiers
 from rix.dicom.network import set_nodelay
@@ -217,7 +217,7 @@ def load(
     if coercion is not None:
         coercion.apply(ds)
     if stored_ts.is_compressed and str(stored_ts) not in offered and offered & set(UNCOMPRESSED):
-        ds.decompress()
+        transcode.to_syntax(ds, ExplicitVRLittleEndian)  # keeps the SOP Instance UID
     return ds
 
 

@@ -222,6 +222,8 @@ trusts = Table(
     Column("name", Text, nullable=False, server_default=""),
     # Issuer of Patient ID of the trust's hospital numbers (PS3.3 C.7.1.1)
     Column("issuer", String(64), nullable=False, unique=True),
+    # the AE title of the trust's PACS: where transfers and prefetched priors are sent
+    _s("pacs_ae", 16),
 )
 
 sites = Table(
@@ -327,3 +329,62 @@ break_glass = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("ix_break_glass_user_pk_person_pk", break_glass.c.user_pk, break_glass.c.person_pk)
+
+
+# --- side effects: the durable job table and what routing reads (rix.jobs, rix.routing) ---
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),  # a handler in rix.routing.handlers
+    Column("state", String(16), nullable=False),  # rix.jobs.queue.State
+    Column("priority", Integer, nullable=False, server_default="0"),  # higher runs first
+    # a pending job with the same key is updated, not added (a study's stability, a
+    # rule's delivery): unique among pending jobs only, so a running one is never merged
+    Column("key", String(255)),
+    Column("payload", Text, nullable=False, server_default="{}"),  # JSON
+    Column("label", Text, nullable=False, server_default=""),  # for people; no patient data
+    Column("parent_pk", Integer, ForeignKey("jobs.id")),  # a transfer's deliveries
+    Column("trust_pk", Integer, ForeignKey("trusts.id")),  # whose work it is
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("run_at", Float, nullable=False),  # not before: back-off and stability delays
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _s("worker", 128),  # host:pid/thread of the worker holding it
+    Column("lease_until", Float),  # a running job whose lease lapsed is claimed again
+    Column("done", Integer, nullable=False, server_default="0"),  # progress: items done
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=False, server_default=""),
+)
+Index("ix_jobs_state_priority_run_at", jobs.c.state, jobs.c.priority, jobs.c.run_at)
+Index(
+    "ix_jobs_pending_key",
+    jobs.c.key,
+    unique=True,
+    sqlite_where=jobs.c.state == "pending",
+    postgresql_where=jobs.c.state == "pending",
+)
+Index("ix_jobs_parent_pk", jobs.c.parent_pk)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # what a destination has acknowledged: a retried or repeated job skips these
+    Column("destination", String(255), primary_key=True),  # ae:TITLE or stow:URL
+    Column("sop_uid", String(64), primary_key=True),
+    Column("job_pk", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("delivered_at", Float, nullable=False),
+)
+
+routing_rules = Table(
+    "routing_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("position", Integer, nullable=False),  # evaluation order, as written
+    Column("name", String(128), nullable=False, unique=True),
+    Column("definition", Text, nullable=False),  # JSON of one [[rule]] (rix.routing.rules)
+    Column("updated_at", Float, nullable=False),
+)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,9 +38,15 @@ class _Item:
     operation: Callable[[Connection], Any] | None = None
 
 
+AfterAdd = Callable[[Connection, Iterable[str]], None]
+
+
 class IndexWriter:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, after_add: AfterAdd | None = None) -> None:
+        """``after_add`` runs in each transaction that adds instances, with the UIDs of
+        their studies: durable with them (a study's stability job, ``rix.routing``)."""
         self.engine = engine
+        self.after_add = after_add
         self.cache = write.IndexCache()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rix-index-writer", daemon=True)
@@ -110,6 +116,7 @@ class IndexWriter:
                 added = write.add_instances(
                     conn, [i.record for i in records if i.record], self.cache
                 )
+                self._after_add(conn, records, added)
                 outcomes = [_attempt(conn, i.operation) for i in others if i.operation]
         except Exception as exc:  # nothing of this batch is durable
             self.cache.clear()  # a stale key (or another process's insert) may be the cause
@@ -132,6 +139,20 @@ class IndexWriter:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(error)
+
+
+    def _after_add(
+        self, conn: Connection, records: list[_Item], added: list[write.AddResult]
+    ) -> None:
+        if self.after_add is None:
+            return
+        studies = {
+            item.record.study["study_uid"]
+            for item, result in zip(records, added, strict=True)
+            if item.record is not None and result.outcome is write.AddOutcome.ADDED
+        }
+        if studies:
+            self.after_add(conn, sorted(studies))
 
 
 def _attempt(

@@ -45,14 +45,21 @@ def _change(
     return result
 
 
-def add_trust(archive: Archive, principal: Principal, code: str, name: str, issuer: str) -> Trust:
+def add_trust(
+    archive: Archive,
+    principal: Principal,
+    code: str,
+    name: str,
+    issuer: str,
+    pacs_ae: str = "",
+) -> Trust:
     access.require_role(principal, Role.REGION_ADMIN)
     return _change(
         archive,
         principal,
         "trust add",
-        lambda conn: trusts.add_trust(conn, code=code, name=name, issuer=issuer),
-        {"trust": code, "name": name, "issuer": issuer},
+        lambda conn: trusts.add_trust(conn, code=code, name=name, issuer=issuer, pacs_ae=pacs_ae),
+        {"trust": code, "name": name, "issuer": issuer, "pacs_ae": pacs_ae},
     )
 
 

@@ -24,6 +24,7 @@ class Trust:
     code: str
     name: str
     issuer: str
+    pacs_ae: str = ""  # where transfers and prefetched priors go (rix.routing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,10 +35,14 @@ class Agreement:
 
 
 def _trust(row: Row[Any]) -> Trust:
-    return Trust(pk=row.id, code=row.code, name=row.name, issuer=row.issuer)
+    return Trust(
+        pk=row.id, code=row.code, name=row.name, issuer=row.issuer, pacs_ae=row.pacs_ae
+    )
 
 
-def add_trust(conn: Connection, *, code: str, name: str, issuer: str = "") -> Trust:
+def add_trust(
+    conn: Connection, *, code: str, name: str, issuer: str = "", pacs_ae: str = ""
+) -> Trust:
     """Add or update a trust; its issuer defaults to its code."""
     code = code.strip().upper()
     if not code or len(code) > 16:
@@ -49,10 +54,11 @@ def add_trust(conn: Connection, *, code: str, name: str, issuer: str = "") -> Tr
     if other is not None:
         raise Conflict(f"issuer {issuer!r} already belongs to trust {other}")
     found = conn.execute(select(trusts.c.id).where(trusts.c.code == code)).scalar()
+    values = {"name": name, "issuer": issuer, "pacs_ae": pacs_ae.strip()}
     if found is None:
-        conn.execute(insert(trusts).values(code=code, name=name, issuer=issuer))
+        conn.execute(insert(trusts).values(code=code, **values))
     else:
-        conn.execute(update(trusts).where(trusts.c.id == found).values(name=name, issuer=issuer))
+        conn.execute(update(trusts).where(trusts.c.id == found).values(**values))
     return get_trust(conn, code)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.web import api, login, wado_uri
+from rix.web import api, jobs_api, login, wado_uri
 from rix.web.auth import authenticate, authorize_study
 from rix.web.dicomweb import qido, stow, wado
 from rix.web.dicomweb.errors import rix_error_handler
@@ -45,6 +45,7 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(stow.router, prefix="/dicomweb", dependencies=signed_in)
     app.include_router(wado_uri.router, dependencies=authorised)
     app.include_router(api.router, dependencies=signed_in)
+    app.include_router(jobs_api.router, dependencies=signed_in)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)
     def openapi() -> JSONResponse:

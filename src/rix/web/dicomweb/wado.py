@@ -9,7 +9,6 @@ when the Accept header asks for a syntax that is not the stored one.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydicom import dcmread
 from pydicom.uid import UID
 from sqlalchemy import select
 
-from rix import frames, metadata, rendering
+from rix import frames, metadata, rendering, transcode
 from rix.archive import Archive
 from rix.errors import InvalidQuery, NotFound, RixError
 from rix.index import queries
@@ -85,28 +84,15 @@ def check_producible(found: list[queries.StoredInstance], target: str) -> None:
 
 
 def transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
-    """The instance re-encoded in ``target``; only uncompressed targets are produced.
-
-    Decompressing keeps the SOP Instance UID: the instance is the same one, losslessly
-    re-encoded (pydicom's ``decompress`` would otherwise mint a new UID).
-    """
+    """The instance re-encoded in ``target``; only uncompressed targets are produced."""
     check_producible([item], target)
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
-    if UID(item.transfer_syntax).is_compressed:
-        try:
-            ds.decompress(generate_instance_uid=False)
-        except Exception as exc:
-            raise NotAcceptable(f"stored pixel data cannot be decompressed: {exc}") from exc
-    ds.file_meta.TransferSyntaxUID = UID(target)
-    out = io.BytesIO()
-    ds.save_as(
-        out,
-        enforce_file_format=True,
-        implicit_vr=target == media.IMPLICIT_LE,
-        little_endian=target != "1.2.840.10008.1.2.2",
-    )
-    return out.getvalue()
+    try:
+        transcode.to_syntax(ds, target)
+    except transcode.CannotTranscode as exc:
+        raise NotAcceptable(str(exc)) from exc
+    return transcode.encoded(ds)
 
 
 def retrieve(request: Request, archive: Archive, found: list[queries.StoredInstance]) -> Response:

@@ -1,0 +1,109 @@
+"""The MLLP listener (HL7 v2 minimal lower layer protocol): one message, one ACK.
+
+Frames are ``0x0B message 0x1C 0x0D``. Each message is handled before its ACK is sent:
+AA once its effect is committed, AE when rix could not apply it now (send it again), AR
+when it never will be (malformed, unsupported, unknown patient or trust), with the
+reason in MSA-3. A broken frame closes the connection; the listener carries on.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+
+import structlog
+
+from rix.archive import Archive
+from rix.errors import AccessDenied, Conflict, NotFound, RixError
+from rix.hl7 import adt, messages
+from rix.hl7.messages import Header, Rejected
+
+log = structlog.get_logger(__name__)
+
+START, END = b"\x0b", b"\x1c\x0d"
+MAX_MESSAGE = 1 << 20  # ADT and orders are small; anything larger is not HL7 we handle
+HANDLERS = adt.HANDLERS
+
+
+def handle(archive: Archive, text: str, source: str) -> str:
+    """One message in, its ACK out."""
+    head: Header | None = None
+    try:
+        message = messages.parse(text)
+        head = messages.header(message)
+        handler = HANDLERS.get((head.message_type, head.trigger))
+        if handler is None:
+            raise Rejected(f"rix does not process {head.message_type}^{head.trigger}")
+        note = handler(archive, message, head, source)
+    except (Rejected, NotFound, Conflict, AccessDenied) as exc:
+        log.info("hl7 message rejected", reason=_reason(exc))
+        return messages.ack(head, "AR", _reason(exc))
+    except Exception as exc:  # the database or the job table is away: the sender retries
+        log.warning("hl7 message not applied", error=type(exc).__name__)
+        return messages.ack(head, "AE", f"not applied, send again: {type(exc).__name__}")
+    return messages.ack(head, "AA", note)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.reason if isinstance(exc, RixError) else str(exc)
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.server.archive.settings.dicom_timeout * 10)
+        source = str(self.client_address[0])
+        buffer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while END in buffer:
+                frame, buffer = buffer.split(END, 1)
+                start = frame.find(START)
+                if start < 0:
+                    return  # not MLLP: nothing sensible to answer
+                text = frame[start + 1 :].decode("utf-8", "replace")
+                reply = handle(self.server.archive, text, source)
+                sock.sendall(START + reply.encode("utf-8") + END)
+            if len(buffer) > MAX_MESSAGE:
+                sock.sendall(START + messages.ack(None, "AR", "message too large").encode() + END)
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        settings = archive.settings
+        super().__init__((settings.dicom_host, settings.hl7_port), _Connection)
+
+
+class Listener:
+    def __init__(self, archive: Archive) -> None:
+        self.server = _Server(archive)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="rix-mllp", daemon=True
+        )
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start(archive: Archive) -> Listener:
+    listener = Listener(archive)
+    listener._thread.start()
+    log.info("hl7 mllp listening", port=listener.port)
+    return listener

@@ -1,0 +1,135 @@
+"""Managing jobs and rules: who may, and the audit event, in one place for the command
+line and the API (as ``rix.region.admin`` does for the region)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from rix import access, audit
+from rix.access import Principal, PrincipalKind
+from rix.archive import Archive
+from rix.auth.users import Role
+from rix.errors import AccessDenied
+from rix.index.database import begin_write
+from rix.jobs import queue
+from rix.jobs.queue import Job, State
+from rix.routing import rules
+
+ADMINS = (Role.REGION_ADMIN, Role.TRUST_ADMIN)
+
+
+def _sees_all(principal: Principal) -> bool:
+    return principal.kind is PrincipalKind.SYSTEM or Role.REGION_ADMIN in principal.roles
+
+
+def _check_job(principal: Principal, job: Job) -> None:
+    access.require_role(principal, *ADMINS)
+    if _sees_all(principal):
+        return
+    if principal.trust is None or job.trust_pk != principal.trust.pk:
+        raise AccessDenied("trust administrators manage their own trust's jobs")
+
+
+def list_jobs(
+    archive: Archive,
+    principal: Principal,
+    *,
+    states: Sequence[State] = (),
+    kind: str = "",
+    parent_pk: int | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    access.require_role(principal, *ADMINS)
+    with archive.engine.connect() as conn:
+        found = queue.listing(conn, states=states, kind=kind, parent_pk=parent_pk, limit=limit)
+    if _sees_all(principal):
+        return found
+    own = principal.trust.pk if principal.trust is not None else -1
+    return [j for j in found if j.trust_pk == own]
+
+
+def job_detail(archive: Archive, principal: Principal, pk: int) -> dict[str, Any]:
+    """A job, and for a transfer or prefetch the progress of its deliveries."""
+    with archive.engine.connect() as conn:
+        job = queue.get(conn, pk)
+        _check_job(principal, job)
+        done, count, instances = queue.children_progress(conn, pk)
+    return {**as_dict(job), "deliveries": {"done": done, "of": count, "instances": instances}}
+
+
+def _change(archive: Archive, principal: Principal, pk: int, action: str) -> Job:
+    with begin_write(archive.engine) as conn:
+        job = queue.get(conn, pk)
+        _check_job(principal, job)
+        if action == "retry":
+            queue.retry(conn, pk)
+        else:
+            queue.cancel(conn, pk)
+        access.record_in(
+            conn,
+            principal,
+            audit.Kind.ADMIN,
+            audit.Outcome.SUCCESS,
+            None,
+            {"action": f"job {action}", "job": pk, "kind": job.kind},
+        )
+        changed = queue.get(conn, pk)
+    queue.wake()
+    return changed
+
+
+def retry_job(archive: Archive, principal: Principal, pk: int) -> Job:
+    return _change(archive, principal, pk, "retry")
+
+
+def cancel_job(archive: Archive, principal: Principal, pk: int) -> Job:
+    return _change(archive, principal, pk, "cancel")
+
+
+def load_rules(archive: Archive, principal: Principal, text: str) -> list[rules.Rule]:
+    """Replace the rules in force (region-admin): checked whole before any is applied."""
+    access.require_role(principal, Role.REGION_ADMIN)
+    parsed = rules.parse(text)
+
+    def change(conn: Connection) -> None:
+        rules.replace_all(conn, parsed)
+        access.record_in(
+            conn,
+            principal,
+            audit.Kind.ADMIN,
+            audit.Outcome.SUCCESS,
+            None,
+            {"action": "routing rules load", "rules": [r.name for r in parsed]},
+        )
+
+    with begin_write(archive.engine) as conn:
+        change(conn)
+    return parsed
+
+
+def rules_in_force(archive: Archive, principal: Principal) -> list[rules.Rule]:
+    access.require_role(principal, *ADMINS)
+    with archive.engine.connect() as conn:
+        return rules.in_force(conn)
+
+
+def as_dict(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "state": job.state.value,
+        "priority": job.priority,
+        "label": job.label,
+        "parent": job.parent_pk,
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "run_at": job.run_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "done": job.done,
+        "total": job.total,
+        "last_error": job.last_error,
+    }
