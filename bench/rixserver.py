@@ -38,6 +38,7 @@ class RixServer:
     process: subprocess.Popen[bytes] | None = None
     generation: int = 0
     token: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)  # RIX_* a part of the bench sets
 
     @property
     def peer(self) -> Peer:
@@ -74,6 +75,7 @@ class RixServer:
             RIX_ACCEPT_ANY_AE="true",
             TCP_NODELAY="1",
         )
+        env.update(self.extra_env)
         return env
 
     def cli(self, *args: str) -> str:

@@ -16,6 +16,11 @@ STOW-RS into fresh servers.
 costs its own C-FIND and QIDO-RS queries, measured in process (``access.py``).
 
     .venv/bin/python bench/run.py --only access
+
+``--only routing``: the time from the 300-slice CT's last instance arriving at rix to the
+whole study stored at a ``storescp`` by a routing rule, beyond the stability delay.
+
+    .venv/bin/python bench/run.py --only routing
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import facts
 import network
 import processes
 import report
+import routing
 from destination import StoreSCP
 from orthanc import OrthancServer
 from rixserver import RixServer
@@ -576,8 +582,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--qido-repeat", type=int, default=30, help="QIDO-RS repetitions")
     parser.add_argument(
         "--only",
-        choices=(*report.PARTS, "access"),
-        help="run one part (DIMSE or DICOMweb), not both; or the access filter's cost",
+        choices=(*report.PARTS, "access", "routing"),
+        help="run one part (DIMSE or DICOMweb), not both; or the access filter's cost; "
+        "or routing (a stable study to its destination)",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the dataset")
     parser.add_argument(
@@ -600,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console(width=132)  # a log file: keep the table's rows on one line
     if in_process:
         return access.run(console)
+    if args.only == "routing":
+        return routing.run(console)
     if not network.is_isolated():
         console.print("[yellow]not isolated: Orthanc and storescp listen on all interfaces")
     return measure(args, console, time.monotonic())

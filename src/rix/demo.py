@@ -284,11 +284,12 @@ def encode(ds: Dataset) -> bytes:
 
 
 def setup_region(archive: Archive) -> None:
-    """Trusts, their PACS AE titles, users of every role, the EMH-NGH agreement and
-    a referral of Ada Hartley at NGH (so NGH staff see her EMH images); idempotent."""
+    """Trusts, their PACS AE titles (where transfers go), users of every role, the
+    EMH-NGH agreement and a referral of Ada Hartley at NGH (so NGH staff see her EMH
+    images); idempotent."""
     principal = SYSTEM
     for code, name in TRUSTS.items():
-        admin.add_trust(archive, principal, code, name, code)
+        admin.add_trust(archive, principal, code, name, code, pacs_ae=f"{code}_PACS")
         admin.add_site(archive, principal, code, code + "1", name + " main site")
         peer = aes.RemoteAE(
             title=f"{code}_PACS", host="127.0.0.1", port=AE_PORTS[code], description="demo"

@@ -2,6 +2,8 @@
 
 The receiving trust is the facility of the new location (PV1-3.4), else the sending
 facility (MSH-4); the trust the patient comes from is the prior location's (PV1-6.4).
+Only the receiving trust's own systems announce arrivals: MSH-4 must be that trust, and
+the connection must come from a host registered for one of its AEs.
 The patient is named by NHS number when PID-3 carries a valid one, else by the hospital
 number with its assigning authority (or the receiving trust's issuer).
 """
@@ -13,9 +15,11 @@ from collections.abc import Callable
 import hl7
 from rix.access import Principal, PrincipalKind
 from rix.archive import Archive
+from rix.errors import AccessDenied
 from rix.hl7 import messages
 from rix.hl7.messages import Header, Rejected
-from rix.region.trusts import get_trust
+from rix.index import aes
+from rix.region.trusts import Trust, get_trust
 from rix.routing import transfer
 
 Handler = Callable[[Archive, hl7.Message, Header, str], str]
@@ -42,8 +46,24 @@ def _trusts(message: hl7.Message, head: Header) -> tuple[str, str]:
     return to_trust.upper(), messages.component(message, "PV1", 6, 4).upper()
 
 
-def _principal(head: Header, source: str) -> Principal:
-    """The feed acts for rix: who sent it is in the audit trail."""
+def _sender(archive: Archive, head: Header, source: str) -> Trust:
+    """The trust whose system sent the message: MSH-4 names it, and the connection must
+    come from the host of one of its registered AEs (MLLP itself authenticates nobody,
+    and a transfer opens a patient's images to the receiving trust's staff)."""
+    with archive.engine.connect() as conn:
+        trust = get_trust(conn, head.sending_facility or "?")
+    hosts = [ae for ae in aes.all_aes(archive.engine) if ae.trust and ae.trust.pk == trust.pk]
+    if not any(aes.connects_from(ae, source) for ae in hosts):
+        raise AccessDenied(f"{source} is not a registered host of trust {trust.code}")
+    return trust
+
+
+def _principal(archive: Archive, head: Header, source: str, to_trust: str) -> Principal:
+    """The feed acts for rix on behalf of the receiving trust's own system, which alone
+    announces who arrives there; who sent it is in the audit trail."""
+    sender = _sender(archive, head, source)
+    if sender.code != to_trust:
+        raise AccessDenied(f"trust {sender.code} cannot announce a transfer to {to_trust}")
     return Principal(
         kind=PrincipalKind.SYSTEM,
         name=f"hl7:{head.sending_application}@{head.sending_facility}",
@@ -56,7 +76,7 @@ def transfer_patient(archive: Archive, message: hl7.Message, head: Header, sourc
     nhs_number, patient = _named(archive, message, to_trust)
     job = transfer.request(
         archive,
-        _principal(head, source),
+        _principal(archive, head, source, to_trust),
         to_trust=to_trust,
         from_trust=from_trust,
         nhs_number=nhs_number,
@@ -71,7 +91,7 @@ def cancel_transfer(archive: Archive, message: hl7.Message, head: Header, source
     nhs_number, patient = _named(archive, message, to_trust)
     cancelled = transfer.cancel(
         archive,
-        _principal(head, source),
+        _principal(archive, head, source, to_trust),
         to_trust=to_trust,
         nhs_number=nhs_number,
         patient=patient,

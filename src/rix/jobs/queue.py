@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from rix.errors import Conflict, NotFound
 from rix.index.database import begin_write
@@ -195,7 +196,11 @@ def _due(now: float) -> Any:
 
 
 def claim(engine: Engine, worker: str) -> Job | None:
-    """Take the most urgent due job, or a running one whose lease lapsed."""
+    """Take the most urgent due job, or a running one whose lease lapsed.
+
+    Looked for first without a lock: idle workers poll, and on SQLite a write
+    transaction would contend with ingest's for nothing.
+    """
     now = time.time()
     query = (
         select(jobs.c.id)
@@ -203,6 +208,9 @@ def claim(engine: Engine, worker: str) -> Job | None:
         .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
         .limit(1)
     )
+    with engine.connect() as conn:
+        if conn.execute(query).scalar() is None:
+            return None
     if engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     with begin_write(engine) as conn:
@@ -283,29 +291,43 @@ def fail(
     """
     now = time.time()
     next_at = now + delay(job.attempts)
-    state = State.PENDING
     if permanent or next_at > job.created_at + give_up_hours * 3600:
-        state = State.DEAD
-    elif job.key is not None:
-        newer = conn.execute(
-            select(jobs.c.id).where(
-                jobs.c.key == job.key, jobs.c.state == State.PENDING.value, jobs.c.id != job.pk
+        return _settle(conn, job, worker, State.DEAD, error)
+    newer = _pending_with_key(conn, job.key, job.pk)
+    if newer is not None:
+        return _settle(conn, job, worker, State.CANCELLED, f"{error} (superseded by job {newer})")
+    try:
+        with conn.begin_nested():  # a newer job of the key may be queued this very moment
+            result = conn.execute(
+                update(jobs)
+                .where(_ours(job, worker))
+                .values(
+                    state=State.PENDING.value,
+                    run_at=next_at,
+                    updated_at=now,
+                    lease_until=None,
+                    last_error=error[:2000],
+                )
             )
-        ).scalar()
-        if newer is not None:
-            state, error = State.CANCELLED, f"{error} (superseded by job {newer})"
-    settled = state is not State.PENDING
+    except IntegrityError:
+        return _settle(conn, job, worker, State.CANCELLED, f"{error} (superseded)")
+    if not result.rowcount:
+        raise Lost(f"job {job.pk} was cancelled or taken over")
+    return State.PENDING
+
+
+def _settle(conn: Connection, job: Job, worker: str, state: State, error: str) -> State:
+    now = time.time()
     result = conn.execute(
         update(jobs)
         .where(_ours(job, worker))
         .values(
             state=state.value,
-            run_at=next_at,
             updated_at=now,
-            finished_at=now if settled else None,
+            finished_at=now,
             lease_until=None,
             last_error=error[:2000],
-            key=None if settled else job.key,
+            key=None,
         )
     )
     if not result.rowcount:
@@ -315,22 +337,42 @@ def fail(
 
 def requeue_orphans(engine: Engine) -> int:
     """Running jobs of this host's workers whose process is gone go back to pending at
-    once (else they would wait out their lease): the restart after a crash."""
+    once (else they would wait out their lease): the restart after a crash. One whose
+    key was queued again meanwhile is superseded by that newer job."""
     host = socket.gethostname()
+    now = time.time()
     with begin_write(engine) as conn:
         rows = conn.execute(
-            select(jobs.c.id, jobs.c.worker).where(
+            select(jobs.c.id, jobs.c.worker, jobs.c.key).where(
                 jobs.c.state == State.RUNNING.value, jobs.c.worker.like(f"{host}:%")
             )
         ).all()
-        orphans = [r.id for r in rows if not _alive(r.worker)]
-        if orphans:
+        orphans = [r for r in rows if not _alive(r.worker)]
+        for orphan in orphans:
+            newer = _pending_with_key(conn, orphan.key, orphan.id)
+            values: dict[str, Any] = {"state": State.PENDING.value, "run_at": now}
+            if newer is not None:
+                values = {
+                    "state": State.CANCELLED.value,
+                    "key": None,
+                    "finished_at": now,
+                    "last_error": f"superseded by job {newer}",
+                }
             conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(orphans), jobs.c.state == State.RUNNING.value)
-                .values(state=State.PENDING.value, run_at=time.time(), lease_until=None)
+                update(jobs).where(jobs.c.id == orphan.id).values(lease_until=None, **values)
             )
     return len(orphans)
+
+
+def _pending_with_key(conn: Connection, key: str | None, other_than: int) -> int | None:
+    if key is None:
+        return None
+    found = conn.execute(
+        select(jobs.c.id).where(
+            jobs.c.key == key, jobs.c.state == State.PENDING.value, jobs.c.id != other_than
+        )
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def _alive(worker: str) -> bool:
@@ -365,10 +407,13 @@ def listing(
     states: Sequence[State] = (),
     kind: str = "",
     parent_pk: int | None = None,
+    trust_pk: int | None = None,
     limit: int = 100,
 ) -> list[Job]:
-    """Jobs newest first (the CLI and the admin API)."""
+    """Jobs newest first (the CLI and the admin API); of one trust when given."""
     query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+    if trust_pk is not None:
+        query = query.where(jobs.c.trust_pk == trust_pk)
     if states:
         query = query.where(jobs.c.state.in_([s.value for s in states]))
     if kind:

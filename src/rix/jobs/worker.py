@@ -96,14 +96,18 @@ class Workers:
     def _run(self, name: str) -> None:
         while not self._stopping.is_set():
             try:
-                job = queue.claim(self.archive.engine, name)
-            except Exception as exc:  # the database is away: wait and try again
-                log.warning("job claim failed", error=type(exc).__name__)
+                self._step(name)
+            except Exception as exc:  # the database is away: wait, try again, never die
+                log.warning("job worker step failed", error=type(exc).__name__)
                 self._stopping.wait(IDLE_POLL * 4)
-                continue
-            if job is None:
-                self._idle()
-                continue
+
+    def _step(self, name: str) -> None:
+        """Run one due job, or wait a little for one. If the outcome cannot be recorded
+        (the database went away), the job's lease lapses and it runs again."""
+        job = queue.claim(self.archive.engine, name)
+        if job is None:
+            self._idle()
+        else:
             self.run_one(job, name)
 
     def _idle(self) -> None:

@@ -43,12 +43,13 @@ def list_jobs(
     limit: int = 100,
 ) -> list[Job]:
     access.require_role(principal, *ADMINS)
+    own = None
+    if not _sees_all(principal):
+        own = principal.trust.pk if principal.trust is not None else -1
     with archive.engine.connect() as conn:
-        found = queue.listing(conn, states=states, kind=kind, parent_pk=parent_pk, limit=limit)
-    if _sees_all(principal):
-        return found
-    own = principal.trust.pk if principal.trust is not None else -1
-    return [j for j in found if j.trust_pk == own]
+        return queue.listing(
+            conn, states=states, kind=kind, parent_pk=parent_pk, trust_pk=own, limit=limit
+        )
 
 
 def job_detail(archive: Archive, principal: Principal, pk: int) -> dict[str, Any]:

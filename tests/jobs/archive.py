@@ -1,0 +1,24 @@
+"""The archive opened in the test process, beside (or instead of) a server's."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rix.archive import Archive, open_archive
+from rix.config import Settings
+
+
+@contextmanager
+def opened(data: Path, database_url: str, *, migrate: bool = True) -> Iterator[Archive]:
+    """The archive of ``data`` and ``database_url``, closed on exit: a server started on
+    the same pair shares its job table with this process (``migrate=False`` beside a
+    server that already migrated it)."""
+    settings = dataclasses.replace(Settings(), data=data, database_url=database_url)
+    archive = open_archive(settings, migrate=migrate)
+    try:
+        yield archive
+    finally:
+        archive.close()

@@ -1,0 +1,56 @@
+"""Worker processes sharing one job table take different jobs: each runs once."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from rix.archive import Archive
+from rix.index.database import begin_write
+from rix.index.schema import jobs
+from rix.jobs import queue
+from rix.jobs.queue import State
+from tests.jobs.archive import opened
+from tests.jobs.webhook import Recorder
+from tests.jobs.worker_process import worker_processes
+
+JOBS = 100
+
+
+def wait_until_settled(archive: Archive, timeout: float) -> dict[str, int]:
+    """Counts by state once no job is pending or running (or after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with archive.engine.connect() as conn:
+            counts = queue.counts(conn)
+        unsettled = counts.get(State.PENDING.value, 0) + counts.get(State.RUNNING.value, 0)
+        if not unsettled or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
+def test_two_worker_processes_run_each_job_once(tmp_path: Path, fresh_database_url: str) -> None:
+    data = tmp_path / "data"
+    # the receiver takes 20 ms a request, so one process alone could not drain the queue
+    # before the other's next look at the table (every 0.5 s)
+    with (
+        Recorder(delay=0.02) as webhook,
+        opened(data, fresh_database_url) as archive,
+        worker_processes(2, data, fresh_database_url) as processes,
+    ):
+        with begin_write(archive.engine) as conn:
+            for n in range(JOBS):
+                queue.enqueue(conn, "notify", {"url": webhook.url, "body": {"n": n}})
+        counts = wait_until_settled(archive, timeout=60)
+        with archive.engine.connect() as conn:
+            workers = conn.execute(select(jobs.c.worker)).scalars().all()
+            attempts = conn.execute(select(func.max(jobs.c.attempts))).scalar_one()
+    assert counts == {State.DONE.value: JOBS}
+    received = Counter(body["n"] for body in webhook.received())
+    assert received == Counter(range(JOBS)), "a job ran twice, or not at all"
+    assert attempts == 1
+    pids = Counter(worker.split(":", 1)[1].split("/", 1)[0] for worker in workers)
+    assert set(pids) == {str(p.pid) for p in processes}, pids
