@@ -60,11 +60,15 @@ def trust_add(
     code: str,
     name: Annotated[str, typer.Option(help="The trust's name.")],
     issuer: Annotated[
-        str, typer.Option(help="Issuer of Patient ID of its hospital numbers (default: code).")
+        str,
+        typer.Option(
+            help="Issuer of Patient ID of its hospital numbers (default: code; kept on update)."
+        ),
     ] = "",
     pacs: Annotated[
-        str, typer.Option(help="AE title of its PACS: where transfers and priors are sent.")
-    ] = "",
+        str | None,
+        typer.Option(help="AE title of its PACS: where transfers and priors are sent."),
+    ] = None,
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,

@@ -53,6 +53,7 @@ PLACEHOLDERS = {
     "username": "tester",
     "title": "SOMEAE",
     "review_id": "1",
+    "job_id": "1",
 }
 USERNAME_AND_PASSCODE, JWT = 2, 5  # PS3.7 Table D.3-14 User-Identity-Type
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -169,7 +169,9 @@ def enqueue(
     stmt = dialect.insert(jobs).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[jobs.c.key],
-        index_where=jobs.c.state == State.PENDING.value,
+        # a literal: a bound parameter here stops PostgreSQL matching the partial index
+        # once psycopg prepares the statement (its fifth execution)
+        index_where=text("state = 'pending'"),
         set_={
             "payload": stmt.excluded.payload,
             "run_at": stmt.excluded.run_at,

@@ -51,7 +51,7 @@ def add_trust(
     code: str,
     name: str,
     issuer: str,
-    pacs_ae: str = "",
+    pacs_ae: str | None = None,
 ) -> Trust:
     access.require_role(principal, Role.REGION_ADMIN)
     return _change(

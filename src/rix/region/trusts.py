@@ -35,30 +35,33 @@ class Agreement:
 
 
 def _trust(row: Row[Any]) -> Trust:
-    return Trust(
-        pk=row.id, code=row.code, name=row.name, issuer=row.issuer, pacs_ae=row.pacs_ae
-    )
+    return Trust(pk=row.id, code=row.code, name=row.name, issuer=row.issuer, pacs_ae=row.pacs_ae)
 
 
 def add_trust(
-    conn: Connection, *, code: str, name: str, issuer: str = "", pacs_ae: str = ""
+    conn: Connection, *, code: str, name: str, issuer: str = "", pacs_ae: str | None = None
 ) -> Trust:
-    """Add or update a trust; its issuer defaults to its code."""
+    """Add a trust, or update one: its issuer defaults to its code, and on an update what
+    is not given (issuer '', PACS None) stays as it was, since every hospital number of
+    the trust is scoped by its issuer."""
     code = code.strip().upper()
     if not code or len(code) > 16:
         raise Conflict("a trust code is 1 to 16 characters")
+    current = conn.execute(select(trusts).where(trusts.c.code == code)).first()
+    if current is not None:
+        issuer = issuer.strip() or current.issuer
+        pacs_ae = current.pacs_ae if pacs_ae is None else pacs_ae
     issuer = (issuer or code).strip()
     other = conn.execute(
         select(trusts.c.code).where(trusts.c.issuer == issuer, trusts.c.code != code)
     ).scalar()
     if other is not None:
         raise Conflict(f"issuer {issuer!r} already belongs to trust {other}")
-    found = conn.execute(select(trusts.c.id).where(trusts.c.code == code)).scalar()
-    values = {"name": name, "issuer": issuer, "pacs_ae": pacs_ae.strip()}
-    if found is None:
+    values = {"name": name, "issuer": issuer, "pacs_ae": (pacs_ae or "").strip().upper()}
+    if current is None:
         conn.execute(insert(trusts).values(code=code, **values))
     else:
-        conn.execute(update(trusts).where(trusts.c.id == found).values(**values))
+        conn.execute(update(trusts).where(trusts.c.id == current.id).values(**values))
     return get_trust(conn, code)
 
 

@@ -8,6 +8,7 @@ which a DICOM receiver stores once (same SOP Instance UID): the only repeat ther
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -54,11 +55,17 @@ def schedule(
             "requested_by": requested_by,
         },
         priority=priority,
-        key=f"{KIND}:{destination.key}:{destination.transfer_syntax}:{study_uid}",
+        key=f"{KIND}:{_digest(destination)}:{study_uid}",
         label=f"send study {study_uid} to {destination.key}",
         parent_pk=parent_pk,
         trust_pk=trust_pk,
     )
+
+
+def _digest(destination: Destination) -> str:
+    """The destination in a job key: a STOW URL can be longer than the key column."""
+    text = f"{destination.key}|{destination.transfer_syntax}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def run(ctx: Context) -> None:

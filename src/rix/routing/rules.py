@@ -131,8 +131,9 @@ class Rule:
 
 
 def _like(value: str, pattern: str) -> bool:
-    """DICOM wildcard matching (PS3.4 C.2.2.2.4), case-insensitive for people's text."""
-    return fnmatch.fnmatchcase(value.upper(), pattern.upper())
+    """DICOM wildcard matching (PS3.4 C.2.2.2.4): ``*`` and ``?`` only, every other
+    character itself (fnmatch would read ``[...]`` as a set); case-insensitive."""
+    return fnmatch.fnmatchcase(value.upper(), pattern.upper().replace("[", "[[]"))
 
 
 def parse(text: str) -> list[Rule]:
@@ -144,7 +145,10 @@ def parse(text: str) -> list[Rule]:
     unknown = set(document) - {"rule"}
     if unknown:
         raise Conflict(f"unknown top-level keys {sorted(unknown)}; rules are [[rule]] tables")
-    rules = [from_table(table, f"rule {n}") for n, table in enumerate(document.get("rule", []), 1)]
+    tables = document.get("rule", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise Conflict("rules are [[rule]] tables")
+    rules = [from_table(table, f"rule {n}") for n, table in enumerate(tables, 1)]
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise Conflict("rule names must be unique")
@@ -158,22 +162,29 @@ def from_table(table: Mapping[str, Any], where: str) -> Rule:
     name = str(table.get("name", "")).strip()
     if not name:
         raise Conflict(f"{where}: every rule needs a name")
-    when: dict[str, tuple[str, ...]] = {}
-    for cond, value in dict(table.get("when", {})).items():
-        if cond not in CONDITIONS:
-            raise Conflict(f"{where} ({name}): unknown condition {cond!r}; use {CONDITIONS}")
-        values = [value] if isinstance(value, str) else list(value)
-        if not values or not all(isinstance(v, str) and v for v in values):
-            raise Conflict(f"{where} ({name}): {cond} must be a text or a list of texts")
-        when[cond] = tuple(v.strip() for v in values)
-    if "send" not in table:
-        raise Conflict(f"{where} ({name}): a rule needs a [rule.send] table")
+    where = f"{where} ({name})"
+    conditions, send = table.get("when", {}), table.get("send")
+    if not isinstance(conditions, dict):
+        raise Conflict(f"{where}: when must be a [rule.when] table")
+    if not isinstance(send, dict):
+        raise Conflict(f"{where}: a rule needs a [rule.send] table")
     return Rule(
         name=name,
-        when=when,
-        send=Destination.parse(dict(table["send"]), f"{where} ({name})"),
+        when={cond: _patterns(cond, value, where) for cond, value in conditions.items()},
+        send=Destination.parse(send, where),
         priority=Priority.named(str(table.get("priority", "routine"))),
     )
+
+
+def _patterns(cond: str, value: object, where: str) -> tuple[str, ...]:
+    if cond not in CONDITIONS:
+        raise Conflict(f"{where}: unknown condition {cond!r}; use {', '.join(CONDITIONS)}")
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values:
+        raise Conflict(f"{where}: {cond} must be a text or a list of texts")
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise Conflict(f"{where}: {cond} must be a text or a list of texts, none blank")
+    return tuple(str(v).strip() for v in values)
 
 
 def replace_all(conn: Connection, rules: Sequence[Rule]) -> None:

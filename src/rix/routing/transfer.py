@@ -48,9 +48,9 @@ def request(
     days = archive.settings.transfer_days if days is None else days
     with begin_write(archive.engine) as conn:
         trust = get_trust(conn, to_trust)
-        _check_may_request(principal, trust, from_trust)
         _receiving_pacs(archive, trust)
         person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
+        _check_may_request(conn, principal, trust, from_trust, person)
         access.record_relationship(
             conn,
             SYSTEM,
@@ -86,13 +86,26 @@ def request(
     return pk
 
 
-def _check_may_request(principal: Principal, trust: Trust, from_trust: str) -> None:
-    """Clinical staff of either trust, or rix itself (an HL7 feed, the command line)."""
+def _check_may_request(
+    conn: Connection, principal: Principal, trust: Trust, from_trust: str, person: int
+) -> None:
+    """Clinical staff of the receiving trust; of the trust the patient leaves only when
+    it holds a record of theirs (else anyone could open any patient to another trust);
+    or rix itself (an HL7 feed, the command line)."""
     if principal.kind is PrincipalKind.SYSTEM:
         return
-    codes = {trust.code, from_trust.strip().upper()} - {""}
-    if principal.trust_code not in codes or not principal.roles & IMAGE_ROLES:
-        raise AccessDenied("transfers are requested by clinical staff of either trust")
+    if not principal.roles & IMAGE_ROLES:
+        raise AccessDenied("transfers are requested by clinical staff")
+    if principal.trust_code == trust.code:
+        return
+    source = from_trust.strip().upper()
+    if principal.trust is not None and principal.trust_code == source:
+        issuers = {r.issuer for r in mpi.records_of_person(conn, person)}
+        if principal.trust.issuer in issuers:
+            return
+    raise AccessDenied(
+        "transfers are requested by the receiving trust, or by the trust holding the patient"
+    )
 
 
 def _receiving_pacs(archive: Archive, trust: Trust) -> aes.RemoteAE:
@@ -116,8 +129,8 @@ def cancel(
     jobs were cancelled. What was sent stays sent."""
     with begin_write(archive.engine) as conn:
         trust = get_trust(conn, to_trust)
-        _check_may_request(principal, trust, "")
         person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
+        _check_may_request(conn, principal, trust, "", person)
         latest = conn.execute(
             select(jobs.c.id)
             .where(jobs.c.kind == KIND, jobs.c.key == f"{KIND}:{trust.code}:{person}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import Connection
@@ -33,12 +34,15 @@ Name = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=128)]
 Text = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=1024)]
 NhsNumber = Annotated[str, StringConstraints(pattern=r"^[0-9 -]{0,16}$")]
 PatientRef = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=130)]
+# a row id: PostgreSQL's integer, so an out-of-range id is a 422, not a database error
+RowId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]
 
 
 class TrustIn(BaseModel):
     code: Code
     name: Text
     issuer: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=64)] = ""
+    pacs: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] | None = None
 
 
 class SiteIn(BaseModel):
@@ -128,6 +132,7 @@ def list_trusts(request: Request) -> dict[str, Any]:
                 "code": t.code,
                 "name": t.name,
                 "issuer": t.issuer,
+                "pacs": t.pacs_ae,
                 "sites": [{"code": c, "name": n} for c, n in trusts.sites_of(conn, t.code)],
             }
             for t in trusts.all_trusts(conn)
@@ -142,8 +147,8 @@ def list_trusts(request: Request) -> dict[str, Any]:
 @router.post("/trusts", status_code=201, summary="Add or update a trust (region-admin)")
 def add_trust(request: Request, body: TrustIn) -> dict[str, str]:
     archive, principal = _me(request)
-    trust = admin.add_trust(archive, principal, body.code, body.name, body.issuer)
-    return {"code": trust.code, "name": trust.name, "issuer": trust.issuer}
+    trust = admin.add_trust(archive, principal, body.code, body.name, body.issuer, body.pacs)
+    return {"code": trust.code, "name": trust.name, "issuer": trust.issuer, "pacs": trust.pacs_ae}
 
 
 @router.post("/trusts/{code}/sites", status_code=201, summary="Add a site to a trust")
@@ -272,7 +277,7 @@ def mpi_reviews(request: Request) -> list[dict[str, Any]]:
 
 
 @router.post("/mpi/reviews/{review_id}/dismiss", summary="Close a review without linking")
-def mpi_dismiss(request: Request, review_id: int) -> dict[str, int]:
+def mpi_dismiss(request: Request, review_id: RowId) -> dict[str, int]:
     archive, principal = _me(request)
     admin.dismiss_review(archive, principal, review_id)
     return {"dismissed": review_id}

@@ -14,7 +14,7 @@ from pydantic import Field, StringConstraints
 from rix.errors import Conflict
 from rix.jobs.queue import Priority, State
 from rix.routing import manage, prefetch, rules, transfer
-from rix.web.api import PRINTABLE, Code, PatientNamed, Text
+from rix.web.api import PRINTABLE, Code, PatientNamed, RowId, Text
 from rix.web.auth import principal_of
 from rix.web.dicomweb.errors import archive_of
 
@@ -44,7 +44,7 @@ def list_jobs(
     request: Request,
     state: Annotated[list[State] | None, Query()] = None,
     kind: Annotated[str, Query(max_length=32)] = "",
-    parent: int | None = None,
+    parent: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     found = manage.list_jobs(
@@ -58,19 +58,19 @@ def list_jobs(
     return [manage.as_dict(j) for j in found]
 
 
-@router.get("/jobs/{pk}", summary="One job, with its deliveries' progress")
-def job(request: Request, pk: int) -> dict[str, Any]:
-    return manage.job_detail(archive_of(request), principal_of(request), pk)
+@router.get("/jobs/{job_id}", summary="One job, with its deliveries' progress")
+def job(request: Request, job_id: RowId) -> dict[str, Any]:
+    return manage.job_detail(archive_of(request), principal_of(request), job_id)
 
 
-@router.post("/jobs/{pk}/retry", summary="Run a failed, dead or waiting job now")
-def retry(request: Request, pk: int) -> dict[str, Any]:
-    return manage.as_dict(manage.retry_job(archive_of(request), principal_of(request), pk))
+@router.post("/jobs/{job_id}/retry", summary="Run a failed, dead or waiting job now")
+def retry(request: Request, job_id: RowId) -> dict[str, Any]:
+    return manage.as_dict(manage.retry_job(archive_of(request), principal_of(request), job_id))
 
 
-@router.post("/jobs/{pk}/cancel", summary="Cancel a job and its unfinished deliveries")
-def cancel(request: Request, pk: int) -> dict[str, Any]:
-    return manage.as_dict(manage.cancel_job(archive_of(request), principal_of(request), pk))
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job and its unfinished deliveries")
+def cancel(request: Request, job_id: RowId) -> dict[str, Any]:
+    return manage.as_dict(manage.cancel_job(archive_of(request), principal_of(request), job_id))
 
 
 @router.post("/transfers", status_code=202, summary="A patient moves: send their images")
