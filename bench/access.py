@@ -1,10 +1,10 @@
 """``run.py --only access``: what the access filter costs C-FIND and QIDO-RS.
 
 Every index read takes ``scope=access.scope(principal)`` (DESIGN.md, "Access"); the
-target is that a scoped query stays within 1.2x of the same query unscoped. Measured in
-process, through ``rix.index.queries.find`` as both front ends call it, on a regional
-index built for the purpose on SQLite (a file, as ``rix serve`` runs it) and on a fresh
-PostgreSQL database (``RIX_BENCH_PG``, default the machine's server on 127.0.0.1:5432):
+target is that a scoped query stays within 1.2x of the same query unscoped. Measured on
+a regional index built for the purpose on SQLite (a file, as ``rix serve`` runs it) and
+on a fresh PostgreSQL database (``RIX_BENCH_PG``, default the machine's server on
+127.0.0.1:5432):
 
 - six trusts of different sizes, three of them sharing with each other and two more
   with each other; 1,600 people with 2,000 hospital records (a quarter of the people
@@ -13,15 +13,30 @@ PostgreSQL database (``RIX_BENCH_PG``, default the machine's server on 127.0.0.1
 - an encounter at their own trust for every record, referrals to Northgate for 30%
   of its partners' patients, a few expired ones, and one break-glass declaration;
 - principals: Northgate's AE (its own studies, and its partners' where a relationship
-  exists) and a Northgate clinician (the same, plus break-glass); unscoped is rix itself.
+  exists; registered at 127.0.0.1) and a Northgate clinician (the same, plus
+  break-glass; signed in with an API token); unscoped is rix itself.
 
 PostgreSQL is ANALYZEd after the load, as autovacuum would be within a minute; SQLite is
 measured as rix runs it, without statistics (rix never runs ANALYZE on it).
 
-Each query shape runs unscoped, as the AE and as the user in rotating order, the scope
-built per query as the front ends build it, every row read; the figure is the median.
+Twice, each query shape unscoped, as the AE and as the user in rotating order; the
+figure is the median:
+
+- in process, through ``rix.index.queries.find`` as both front ends call it, the scope
+  built per query, every row read: the cost of the SQL alone (the diagnostic; the plans
+  of shapes over target go to ``work/logs/access-plans.txt``);
+- end to end, what a PACS or a viewer sees: rix's DIMSE listener and HTTP server run in
+  this process on loopback (``access_e2e.py``); C-FIND shapes as C-FIND (Study Root,
+  Patient Root for patients) as the AE and as the user it names (User Identity
+  Negotiation, the API token as passcode); QIDO-RS shapes as QIDO-RS with the user's
+  bearer token (HTTP has no AE principal, so no AE column); associations and the
+  keep-alive HTTP connection stay open across a shape's rounds. A sample is one whole
+  answer: every C-FIND response, or the QIDO-RS body to its last byte. Unscoped is the
+  same request from the same principal with ``access.scope`` switched off in this
+  process (bench code only).
+
 Filtered answers hold fewer rows (a trust sees its own share and what it may share), so
-the row counts are shown with the times.
+the row counts are shown with the times; end to end they must equal those in process.
 """
 
 from __future__ import annotations
@@ -35,13 +50,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pynetdicom
+import uvicorn
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from rich.console import Console
@@ -49,16 +66,18 @@ from rich.table import Table
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy import __version__ as sqlalchemy_version
 
+import access_e2e
 import dataset
 import facts
 import report
 import synthetic
+from network import LOOPBACK, free_port
 from rix import access
 from rix.access import SYSTEM, Principal
 from rix.archive import Archive, open_archive
 from rix.auth.users import Role
 from rix.config import Settings
-from rix.index import queries, write
+from rix.index import aes, queries, write
 from rix.index.attributes import BY_KEYWORD, Level
 from rix.index.database import begin_write
 from rix.index.schema import (
@@ -89,6 +108,8 @@ AGREEMENTS = (
     ("MOORSIDE", "COASTAL"),
 )  # fmt: skip
 HOME = "NORTHGATE"  # the measured principals' trust
+AE_TITLE = f"{HOME}_PACS"  # registered to HOME at 127.0.0.1: the measured AE
+USERNAME = "bench-clinician"  # a HOME clinician: the measured user
 PARTNERS = {b if a == HOME else a for a, b in AGREEMENTS if HOME in (a, b)}
 PERSONS = 1600
 SHARED = 400  # people with a record at a second trust: 2,000 records
@@ -102,6 +123,13 @@ WARMUP = 2
 MIN_ROUNDS = 15
 MAX_ROUNDS = 101
 BUDGET = 4.0  # seconds per shape and backend, all three variants; MIN_ROUNDS always
+# End to end a 4,000-study C-FIND takes ~7 s (~1.5 ms a response): a few rounds do for
+# the large answers (far below target), and the budget gives 1-row ones 40-80. No warm-up:
+# the in-process part has warmed the engine and the database, and the one slow first
+# request on a new connection (seen only over HTTP) is one sample of the median's 30+.
+E2E_WARMUP = 0
+E2E_MIN_ROUNDS = 3
+E2E_BUDGET = 3.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +142,11 @@ class Shape:
     keys: Mapping[str, str]
     limit: int | None = None  # QIDO-RS always pages (default and cap 1,000)
     offset: int = 0
+
+    @property
+    def over_http(self) -> bool:
+        """A QIDO-RS search (it always has a limit), else a C-FIND."""
+        return self.limit is not None
 
 
 SHAPES = (
@@ -186,6 +219,7 @@ class Region:
     probes: Probes
     ae: Principal
     user: Principal
+    token: str  # the user's API token: QIDO-RS bearer, C-FIND user identity passcode
     counts: dict[str, int]
 
 
@@ -380,11 +414,14 @@ def build(archive: Archive) -> Region:
     user = admin.add_user(
         archive,
         SYSTEM,
-        username="bench-clinician",
+        username=USERNAME,
         roles=frozenset({Role.CLINICIAN}),
         trust=HOME,
         display_name="Bench Clinician",
     )
+    pacs = aes.RemoteAE(title=AE_TITLE, host=LOOPBACK, port=104, description="Northgate PACS")
+    admin.add_ae(archive, SYSTEM, pacs, HOME)
+    token = admin.create_token(archive, SYSTEM, USERNAME, "access benchmark", days=1)
     records = _records(rng, list(trusts.values()))
     _index_studies(archive, rng, records)
     referred = _relationships(archive, rng, records, trusts)
@@ -416,8 +453,9 @@ def build(archive: Archive) -> Region:
             study_uid=study["StudyInstanceUID"],
             break_glass_patient=glass.patient_id,
         ),
-        ae=Principal.of_ae(f"{HOME}_PACS", trusts[HOME], "bench"),
+        ae=Principal.of_ae(AE_TITLE, trusts[HOME], "bench"),
         user=user_principal,
+        token=token,
         counts=_counts(archive),
     )
 
@@ -446,9 +484,14 @@ def _match(keyword: str, value: str) -> queries.Match:
     return queries.Match(attribute=BY_KEYWORD[keyword], value=value)
 
 
-def _matches(shape: Shape, probes: Probes) -> list[queries.Match]:
+def _values(shape: Shape, probes: Probes) -> dict[str, str]:
+    """The shape's keys by keyword, ``{name}`` filled from the probes."""
     values = dataclasses.asdict(probes)
-    return [_match(k, v.format(**values)) for k, v in shape.keys.items()]
+    return {k: v.format(**values) for k, v in shape.keys.items()}
+
+
+def _matches(shape: Shape, probes: Probes) -> list[queries.Match]:
+    return [_match(k, v) for k, v in _values(shape, probes).items()]
 
 
 def run_query(
@@ -467,16 +510,24 @@ def run_query(
     return time.perf_counter() - start, len(rows)
 
 
+Sample = Callable[[str], tuple[float, int]]  # one query as a variant: seconds, rows
+
+
 @dataclass
 class Measured:
-    """One backend's samples (ms) and row counts, by shape key and variant."""
+    """One backend's samples (ms) and row counts, by shape key and variant, measured
+    ``how`` ("in process" or "end to end"); a variant not measured has no entry."""
 
     backend: str
+    how: str
     counts: dict[str, int]
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
     plans: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+
+    def has(self, key: str, variant: str) -> bool:
+        return variant in self.samples.get(key, {})
 
     def median(self, key: str, variant: str) -> float:
         return statistics.median(self.samples[key][variant])
@@ -484,40 +535,124 @@ class Measured:
     def ratio(self, key: str, variant: str) -> float:
         return self.median(key, variant) / self.median(key, "unscoped")
 
+    def ratios(self, key: str) -> list[float]:
+        return [self.ratio(key, v) for v in VARIANTS[1:] if self.has(key, v)]
+
     def geomean(self, variants: Sequence[str] = VARIANTS[1:]) -> float:
         return statistics.geometric_mean(
-            [self.ratio(s.key, v) for s in SHAPES if s.key in self.samples for v in variants]
+            [self.ratio(s.key, v) for s in SHAPES for v in variants if self.has(s.key, v)]
         )
 
-
-def measure(region: Region, backend: str, step: Callable[[str], None]) -> Measured:
-    engine = region.archive.engine
-    principals = {"unscoped": None, "trust AE": region.ae, "user": region.user}
-    out = Measured(backend=backend, counts=region.counts)
-    for shape in SHAPES:
-        step(f"{backend}: {shape.label}")
-        matches = _matches(shape, region.probes)
-        for _ in range(WARMUP):
-            for principal in principals.values():
-                run_query(engine, shape, matches, principal)
-        samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    def record(
+        self,
+        shape: Shape,
+        sample: Sample,
+        variants: Sequence[str],
+        budget: float = BUDGET,
+        warmup: int = WARMUP,
+        min_rounds: int = MIN_ROUNDS,
+    ) -> None:
+        """Warm-up rounds, then rounds of every variant in rotating order (no variant
+        always first) until ``budget`` seconds of queries and ``min_rounds`` are done."""
+        for _ in range(warmup):
+            for variant in variants:
+                sample(variant)
+        samples: dict[str, list[float]] = {v: [] for v in variants}
         rows: dict[str, int] = {}
         spent, round_ = 0.0, 0
-        while round_ < MAX_ROUNDS and (spent < BUDGET or round_ < MIN_ROUNDS):
-            order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]  # no variant always first
-            for variant in order:
-                seconds, found = run_query(engine, shape, matches, principals[variant])
+        while round_ < MAX_ROUNDS and (spent < budget or round_ < min_rounds):
+            shift = round_ % len(variants)
+            for variant in [*variants[shift:], *variants[:shift]]:
+                seconds, found = sample(variant)
                 samples[variant].append(seconds * 1000)
                 rows[variant] = found
                 spent += seconds
             round_ += 1
-        out.samples[shape.key], out.rows[shape.key] = samples, rows
-        _check_rows(out, shape, rows)
+        self.samples[shape.key], self.rows[shape.key] = samples, rows
+
+
+def measure(region: Region, backend: str, step: Callable[[str], None]) -> Measured:
+    """In process: ``queries.find`` with the scope the front ends would build."""
+    engine = region.archive.engine
+    principals = {"unscoped": None, "trust AE": region.ae, "user": region.user}
+    out = Measured(backend=backend, how="in process", counts=region.counts)
+    for shape in SHAPES:
+        step(f"{backend}: {shape.label}")
+        matches = _matches(shape, region.probes)
+
+        def sample(
+            variant: str, shape: Shape = shape, matches: Sequence[queries.Match] = matches
+        ) -> tuple[float, int]:
+            return run_query(engine, shape, matches, principals[variant])
+
+        out.record(shape, sample, VARIANTS)
+        _check_rows(out, shape, out.rows[shape.key])
     _check_break_glass(out, region)
     for shape in SHAPES:
-        if any(out.ratio(shape.key, v) > TARGET for v in VARIANTS[1:]):
+        if any(r > TARGET for r in out.ratios(shape.key)):
             out.plans[shape.key] = explain(engine, shape, _matches(shape, region.probes), region)
     return out
+
+
+def measure_end_to_end(
+    region: Region,
+    front: access_e2e.FrontEnds,
+    switch: access_e2e.ScopeSwitch,
+    backend: str,
+    step: Callable[[str], None],
+) -> Measured:
+    """Through rix's listeners: C-FIND shapes as the AE and as the user, QIDO-RS shapes
+    as the user (HTTP has no AE principal); unscoped is the same request with the
+    filter switched off (for C-FIND, on the AE's association)."""
+    out = Measured(backend=backend, how="end to end", counts=region.counts)
+    for shape in SHAPES:
+        step(f"{backend}, end to end: {shape.label}")
+        variants = ("unscoped", "user") if shape.over_http else VARIANTS
+        with ExitStack() as stack:
+            sample = _end_to_end_sample(stack, region, front, switch, shape)
+            out.record(shape, sample, variants, E2E_BUDGET, E2E_WARMUP, E2E_MIN_ROUNDS)
+    switch.unscoped = False
+    return out
+
+
+def _end_to_end_sample(
+    stack: ExitStack,
+    region: Region,
+    front: access_e2e.FrontEnds,
+    switch: access_e2e.ScopeSwitch,
+    shape: Shape,
+) -> Sample:
+    """One association (or HTTP connection) per shape, open across its rounds."""
+    values = _values(shape, region.probes)
+    if shape.limit is not None:
+        limit = shape.limit
+        viewer = stack.enter_context(access_e2e.viewer(front, region.token))
+
+        def qido(variant: str) -> tuple[float, int]:
+            switch.unscoped = variant == "unscoped"
+            return access_e2e.qido(viewer, shape.level, values, limit, shape.offset)
+
+        return qido
+    pacs = stack.enter_context(
+        access_e2e.pacs(front, shape.level, calling=AE_TITLE, username=USERNAME, token=region.token)
+    )
+
+    def find(variant: str) -> tuple[float, int]:
+        switch.unscoped = variant == "unscoped"
+        return pacs.find(variant == "user", values)
+
+    return find
+
+
+def _check_answers(end_to_end: Measured, in_process: Measured) -> None:
+    """The same shapes must match the same rows through the front ends as in process:
+    the filter filters there too, and the user's association acts as the user."""
+    for key, rows in end_to_end.rows.items():
+        expected = {v: in_process.rows[key][v] for v in rows}
+        if rows != expected:
+            end_to_end.problems.append(
+                f"{end_to_end.backend} {key} end to end: rows {rows}, in process {expected}"
+            )
 
 
 def _check_rows(out: Measured, shape: Shape, rows: Mapping[str, int]) -> None:
@@ -587,9 +722,21 @@ def _sqlite_tree(plan: Sequence[Any]) -> list[str]:
 # --- backends ----------------------------------------------------------------------------
 
 
+def _settings(folder: Path, database_url: str) -> Settings:
+    """rix's defaults, with its listeners on free loopback ports (the end-to-end part)."""
+    return dataclasses.replace(
+        Settings(),
+        data=folder,
+        database_url=database_url,
+        dicom_host=LOOPBACK,
+        dicom_port=free_port(),
+        http=f"{LOOPBACK}:{free_port()}",
+    )
+
+
 @contextmanager
 def sqlite_archive(folder: Path) -> Iterator[Archive]:
-    settings = dataclasses.replace(Settings(), data=folder / "sqlite", database_url="")
+    settings = _settings(folder / "sqlite", "")
     archive = open_archive(settings)
     try:
         yield archive
@@ -604,7 +751,7 @@ def postgres_archive(folder: Path) -> Iterator[Archive]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    settings = dataclasses.replace(Settings(), data=folder / "pg", database_url=url)
+    settings = _settings(folder / "pg", url)
     archive = open_archive(settings)
     try:
         yield archive
@@ -625,7 +772,8 @@ def _postgres_version() -> str:
 
 def run_backend(
     backend: str, archive: Archive, step: Callable[[str], None], console: Console
-) -> Measured:
+) -> list[Measured]:
+    """Build the region, measure in process, then end to end through rix's listeners."""
     step(f"{backend}: building the regional index")
     start = time.monotonic()
     region = build(archive)
@@ -634,7 +782,12 @@ def run_backend(
         with begin_write(archive.engine) as conn:
             conn.exec_driver_sql("ANALYZE")
     console.print(f"{backend}: index built in {time.monotonic() - start:.0f} s {region.counts}")
-    return measure(region, backend, step)
+    in_process = measure(region, backend, step)
+    step(f"{backend}: starting rix's listeners")
+    with access_e2e.serving(archive) as front, access_e2e.switchable_scope() as switch:
+        end_to_end = measure_end_to_end(region, front, switch, backend, step)
+    _check_answers(end_to_end, in_process)
+    return [in_process, end_to_end]
 
 
 # --- the report --------------------------------------------------------------------------
@@ -645,18 +798,16 @@ def _ms(value: float) -> str:
 
 
 def _row(m: Measured, shape: Shape) -> list[str]:
-    rows = m.rows[shape.key]
-    ratios = [m.ratio(shape.key, v) for v in VARIANTS[1:]]
-    return [
-        shape.label,
-        "/".join(str(rows[v]) for v in VARIANTS),
-        _ms(m.median(shape.key, "unscoped")),
-        _ms(m.median(shape.key, "trust AE")),
-        f"{ratios[0]:.2f}",
-        _ms(m.median(shape.key, "user")),
-        f"{ratios[1]:.2f}",
-        "yes" if max(ratios) <= TARGET else "NO",
-    ]
+    """One shape's line; "-" where a variant was not measured (no AE over HTTP)."""
+    key, rows = shape.key, m.rows[shape.key]
+    cells = [shape.label, "/".join(str(rows.get(v, "-")) for v in VARIANTS)]
+    cells.append(_ms(m.median(key, "unscoped")))
+    for variant in VARIANTS[1:]:
+        measured = m.has(key, variant)
+        cells.append(_ms(m.median(key, variant)) if measured else "-")
+        cells.append(f"{m.ratio(key, variant):.2f}" if measured else "-")
+    cells.append("yes" if max(m.ratios(key)) <= TARGET else "NO")
+    return cells
 
 
 HEADERS = (
@@ -681,7 +832,8 @@ def _summary(m: Measured) -> list[str]:
 
 def print_tables(console: Console, results: Sequence[Measured]) -> None:
     for m in results:
-        table = Table(title=f"Access filter cost, {m.backend} (medians; ratio = scoped/unscoped)")
+        title = f"Access filter cost, {m.backend}, {m.how} (medians; ratio = scoped/unscoped)"
+        table = Table(title=title)
         for header in HEADERS:
             table.add_column(header, justify="left" if header == "query" else "right")
         for shape in SHAPES:
@@ -704,17 +856,29 @@ def markdown(
     lines += [f"- {machine.lines()[0]}", f"- software: {software}"]
     lines += [f"- rix commit: {machine.rix_commit}"]
     lines += [
-        f"- run: {duration / 60:.1f} min; in process through `rix.index.queries.find`, "
-        f"{WARMUP} warm-up rounds then {MIN_ROUNDS} to {MAX_ROUNDS} rounds a query "
-        f"({BUDGET:g} s budget), unscoped / trust AE / user in rotating order",
+        f"- run: {duration / 60:.1f} min; unscoped / trust AE / user in rotating order; "
+        f"in process {WARMUP} warm-up rounds then {MIN_ROUNDS} to {MAX_ROUNDS} rounds a query "
+        f"({BUDGET:g} s budget), end to end {E2E_WARMUP} warm-up rounds then {E2E_MIN_ROUNDS} "
+        f"to {MAX_ROUNDS} ({E2E_BUDGET:g} s)",
+        "- in process: through `rix.index.queries.find`, as both front ends call it",
+        "- end to end: rix's DIMSE listener and HTTP server (uvicorn) in the bench process on "
+        "loopback; C-FIND through `scu.py`, as the AE and as the user (User Identity "
+        "Negotiation, API token); QIDO-RS with the user's bearer token (HTTP has no AE "
+        "principal); associations and the keep-alive HTTP connection open across a query's "
+        "rounds; unscoped = the same request with `access.scope` switched off in the bench "
+        "process",
         f"- region: {len(TRUSTS)} trusts, {len(AGREEMENTS)} sharing agreements; principals "
         f"{HOME}'s AE and a {HOME} clinician (relationships and one break-glass); "
         f"target: scoped <= {TARGET:g}x unscoped, every query",
         "- statistics: PostgreSQL ANALYZEd after the load; SQLite without (as rix runs it)",
     ]
+    backends: list[str] = []
     for m in results:
-        counts = ", ".join(f"{n:,} {name}" for name, n in m.counts.items())
-        lines += ["", f"### {m.backend}", "", f"Index: {counts}.", ""]
+        if m.backend not in backends:
+            backends.append(m.backend)
+            counts = ", ".join(f"{n:,} {name}" for name, n in m.counts.items())
+            lines += ["", f"### {m.backend}", "", f"Index: {counts}."]
+        lines += ["", f"#### {m.how.capitalize()}", ""]
         lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(_row(m, s)) + " |" for s in SHAPES]
         lines += ["| " + " | ".join(_summary(m)) + " |"]
@@ -754,10 +918,10 @@ def run(console: Console) -> int:
             status.update(text)
 
         with sqlite_archive(Path(tmp)) as archive:
-            results.append(run_backend("SQLite", archive, step, console))
+            results += run_backend("SQLite", archive, step, console)
         if pg_version:
             with postgres_archive(Path(tmp)) as archive:
-                results.append(run_backend("PostgreSQL", archive, step, console))
+                results += run_backend("PostgreSQL", archive, step, console)
         else:
             notes.append(f"PostgreSQL not measured: nothing answers at {PG_ADMIN_URL}")
     notes.append(
@@ -772,7 +936,8 @@ def run(console: Console) -> int:
     machine = facts.gather(orthanc="-", dicomweb_plugin="-", isolated=False)
     software = (
         f"Python {machine.python}, SQLite {sqlite3.sqlite_version}, "
-        f"PostgreSQL {pg_version or 'not measured'}, SQLAlchemy {sqlalchemy_version}"
+        f"PostgreSQL {pg_version or 'not measured'}, SQLAlchemy {sqlalchemy_version}, "
+        f"pynetdicom {pynetdicom.__version__}, uvicorn {uvicorn.__version__}"
     )
     duration = time.monotonic() - started
     path = report.append(markdown(results, machine, software, duration, notes))

@@ -13,7 +13,8 @@ STOW-RS into fresh servers.
     .venv/bin/python bench/run.py --only dicomweb [--qido-repeat 30]
 
 ``--only access`` is separate from the comparison with Orthanc: what rix's access filter
-costs its own C-FIND and QIDO-RS queries, measured in process (``access.py``).
+costs its own C-FIND and QIDO-RS queries, measured in process (the SQL) and end to end
+(over a DICOM association and HTTP, as a PACS or a viewer sees it; ``access.py``).
 
     .venv/bin/python bench/run.py --only access
 
