@@ -91,6 +91,7 @@ def serve(
     alert_webhook: Annotated[str | None, typer.Option(help=SETTINGS_HELP["alert_webhook"])] = None,
     transfer_days: Annotated[int | None, typer.Option(help=SETTINGS_HELP["transfer_days"])] = None,
     hl7_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["hl7_port"])] = None,
+    viewer_dir: Annotated[Path | None, typer.Option(help=SETTINGS_HELP["viewer_dir"])] = None,
 ) -> None:
     """Serve DICOM, HTTP and the job workers from one process (the embedded default:
     SQLite + files), or some of them (``--role``) on a node of a region."""
@@ -128,6 +129,7 @@ def serve(
         alert_webhook=alert_webhook,
         transfer_days=transfer_days,
         hl7_port=hl7_port,
+        viewer_dir=viewer_dir,
     )
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "

@@ -16,6 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+# where `make viewer` installs the OHIF viewer: build/ beside src/, never committed
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+
 
 class DuplicatePolicy(StrEnum):
     """What to do when a SOP Instance UID arrives again with different bytes.
@@ -62,6 +65,7 @@ class Settings:
     alert_webhook: str = ""
     transfer_days: int = 365
     hl7_port: int = 0
+    viewer_dir: Path = SOURCE_TREE / "build" / "ohif"
 
     @property
     def role_set(self) -> frozenset[str]:
@@ -168,6 +172,10 @@ SETTINGS_HELP: dict[str, str] = {
     "hl7_port": (
         "Port of the HL7 v2 MLLP listener (ADT transfers); 0 turns it off "
         "(env RIX_HL7_PORT)."
+    ),
+    "viewer_dir": (
+        "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make "
+        "viewer` (env RIX_VIEWER_DIR, default build/ohif beside rix's source)."
     ),
 }
 

@@ -1,5 +1,6 @@
 """The HTTP application: ``/healthz`` and ``/login`` (public), DICOMweb under
-``/dicomweb`` and the region's API under ``/api`` (signed in)."""
+``/dicomweb`` and the region's API under ``/api`` (signed in), the OHIF viewer under
+``/viewer/`` (``rix.web.viewer``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.web import api, jobs_api, login, wado_uri
+from rix.web import api, jobs_api, login, viewer, wado_uri
 from rix.web.auth import authenticate, authorize_study
 from rix.web.dicomweb import qido, stow, wado
 from rix.web.dicomweb.errors import rix_error_handler
@@ -46,6 +47,9 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(wado_uri.router, dependencies=authorised)
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(jobs_api.router, dependencies=signed_in)
+    # the OHIF viewer: its pages need a session (redirect to /login), its bundles do not
+    app.include_router(viewer.router)
+    viewer.warn_if_missing(archive.settings.viewer_dir)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)
     def openapi() -> JSONResponse:
