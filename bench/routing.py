@@ -105,6 +105,11 @@ def one_round(rix: RixServer, data: dataset.BenchData, work: Path) -> Round:
             time.sleep(0.01)
         arrived = time.time()
         jobs = _jobs(rix.data / "index.sqlite")
+        while "send" not in jobs:  # the files are there before rix records the job done
+            if time.monotonic() > deadline:
+                raise TimeoutError("the delivery job was not recorded done")
+            time.sleep(0.05)
+            jobs = _jobs(rix.data / "index.sqlite")
     finally:
         destination.stop()
     stable, send = jobs["stable"], jobs["send"]
