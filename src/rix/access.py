@@ -179,6 +179,36 @@ def require_trust_admin(principal: Principal, trust: str) -> None:
     raise AccessDenied(f"needs region-admin, or trust-admin of {trust}")
 
 
+def require_transfer(
+    conn: Connection, principal: Principal, trust: Trust, from_trust: str, person_pk: int
+) -> None:
+    """Who may send a patient's images to ``trust`` (and so open them to its staff):
+    clinical staff of that trust; of the trust the patient leaves only when it holds a
+    record of theirs (else anyone could open any patient to another trust); or rix itself
+    (an HL7 feed from the receiving trust's own system, the command line)."""
+    if principal.kind is PrincipalKind.SYSTEM:
+        return
+    if not principal.roles & IMAGE_ROLES:
+        raise AccessDenied("transfers are requested by clinical staff")
+    if principal.trust_code == trust.code:
+        return
+    if principal.trust is not None and principal.trust_code == from_trust.strip().upper():
+        issuers = {r.issuer for r in mpi.records_of_person(conn, person_pk)}
+        if principal.trust.issuer in issuers:
+            return
+    raise AccessDenied(
+        "transfers are requested by the receiving trust, or by the trust holding the patient"
+    )
+
+
+def require_prefetch(principal: Principal, trust: str) -> None:
+    """A patient's priors are fetched to a trust by its own clinical staff, or by rix."""
+    if principal.kind is PrincipalKind.SYSTEM:
+        return
+    if principal.trust_code != trust.strip().upper() or not principal.roles & IMAGE_ROLES:
+        raise AccessDenied("priors are fetched by clinical staff for their own trust")
+
+
 def declare_break_glass(
     conn: Connection, principal: Principal, person_pk: int, reason: str, hours: float
 ) -> float:

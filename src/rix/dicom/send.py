@@ -102,7 +102,7 @@ def _one(
     if not assoc.is_established:
         raise Unreachable("the destination ended the association")
     if target and target != item.transfer_syntax:
-        dataset: Dataset = _transcoded(archive, item, coercion, target)
+        dataset: Dataset = copy_for(archive, item, coercion, target)
     else:
         dataset = retrieve.load(archive, item, list(assoc.accepted_contexts), coercion)
     response = assoc.send_c_store(dataset)
@@ -112,15 +112,18 @@ def _one(
     return status
 
 
-def _transcoded(
+def copy_for(
     archive: Archive,
     item: queries.StoredInstance,
     coercion: identity.Coercion | None,
-    target: str,
+    target: str = "",
 ) -> Dataset:
+    """A stored instance decoded for a destination: its trust's identity applied and,
+    when ``target`` is given, re-encoded in that transfer syntax (C-STORE and STOW-RS)."""
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
     if coercion is not None:
         coercion.apply(ds)
-    transcode.to_syntax(ds, UID(target))
+    if target:
+        transcode.to_syntax(ds, UID(target))
     return ds

@@ -21,6 +21,7 @@ from rix.access import SYSTEM
 from rix.dicom import send as dicom_send
 from rix.index import aes, queries
 from rix.index.attributes import BY_KEYWORD
+from rix.index.database import begin_write
 from rix.index.schema import deliveries
 from rix.jobs import queue
 from rix.jobs.queue import Permanent
@@ -60,6 +61,27 @@ def schedule(
         parent_pk=parent_pk,
         trust_pk=trust_pk,
     )
+
+
+def schedule_for_trust(
+    parent: Context, study_uids: Sequence[str], trust: Trust, reason: str
+) -> None:
+    """A transfer's or prefetch's deliveries: each study to the trust's PACS, as children
+    of the job that chose them (its progress is theirs), at its priority; committed
+    before the parent reports (a report is a write transaction of its own)."""
+    with begin_write(parent.archive.engine) as conn:
+        for study_uid in study_uids:
+            schedule(
+                conn,
+                study_uid=study_uid,
+                destination=Destination(ae=trust.pacs_ae),
+                priority=parent.job.priority,
+                reason=f"{reason} job {parent.job.pk}",
+                requested_by=str(parent.job.payload.get("requested_by", "")),
+                parent_pk=parent.job.pk,
+                trust_pk=trust.pk,
+            )
+    parent.progress(len(study_uids), len(study_uids), force=True)
 
 
 def _digest(destination: Destination) -> str:

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from rix import access, audit
-from rix.access import IMAGE_ROLES, Principal, PrincipalKind
+from rix.access import Principal
 from rix.archive import Archive
-from rix.errors import AccessDenied
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.database import begin_write
@@ -27,7 +26,6 @@ from rix.jobs.worker import Context
 from rix.region import nhs
 from rix.region.trusts import Trust, get_trust
 from rix.routing import deliver, transfer
-from rix.routing.rules import Destination
 
 KIND = "prefetch"
 CHUNK = 1 << 20
@@ -79,10 +77,7 @@ def request(
 ) -> int:
     """Clinical staff ask for a patient's priors at their own trust (the workflow calls
     ``schedule`` itself when an order arrives); audited like a transfer."""
-    if principal.kind is not PrincipalKind.SYSTEM and (
-        principal.trust_code != trust.strip().upper() or not principal.roles & IMAGE_ROLES
-    ):
-        raise AccessDenied("priors are fetched by clinical staff for their own trust")
+    access.require_prefetch(principal, trust)
     with begin_write(archive.engine) as conn:
         found = get_trust(conn, trust)
         person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
@@ -139,19 +134,7 @@ def run(ctx: Context) -> None:
         chosen = relevant(conn, rows, set(payload["modalities"]), set(payload["body_parts"]))
     chosen = chosen[: int(payload["last"])]
     if trust.pacs_ae:
-        with begin_write(ctx.archive.engine) as conn:
-            for row in chosen:
-                deliver.schedule(
-                    conn,
-                    study_uid=row["study_uid"],
-                    destination=Destination(ae=trust.pacs_ae),
-                    priority=ctx.job.priority,
-                    reason=f"prefetch job {ctx.job.pk}",
-                    requested_by=str(payload.get("requested_by", "")),
-                    parent_pk=ctx.job.pk,
-                    trust_pk=trust.pk,
-                )
-        ctx.progress(len(chosen), len(chosen), force=True)
+        deliver.schedule_for_trust(ctx, [r["study_uid"] for r in chosen], trust, KIND)
         return
     _warm(ctx, [r["study_uid"] for r in chosen])
 

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx
-from pydicom import dcmread
 
 from rix import transcode
 from rix.archive import Archive
+from rix.dicom import send as dicom_send
 from rix.index import queries
 from rix.region import identity
 from rix.routing.rules import Destination
@@ -103,24 +103,9 @@ def _body(
                 while chunk := f.read(CHUNK):
                     yield chunk
         else:
-            yield _reencoded(archive, item, coercion, target)
+            yield transcode.encoded(dicom_send.copy_for(archive, item, coercion, target))
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
-
-
-def _reencoded(
-    archive: Archive,
-    item: queries.StoredInstance,
-    coercion: identity.Coercion | None,
-    target: str,
-) -> bytes:
-    with archive.store.open(item.storage_key) as f:
-        ds = dcmread(f)
-    if coercion is not None:
-        coercion.apply(ds)
-    if target:
-        transcode.to_syntax(ds, target)
-    return transcode.encoded(ds)
 
 
 def _items(document: object, tag: str) -> list[dict[str, object]]:

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from rix import access, audit
-from rix.access import IMAGE_ROLES, SYSTEM, Principal, PrincipalKind
+from rix.access import SYSTEM, Principal
 from rix.archive import Archive
-from rix.errors import AccessDenied, Conflict
+from rix.errors import Conflict
 from rix.index import aes, queries
 from rix.index.database import begin_write
 from rix.index.schema import jobs
@@ -27,7 +27,6 @@ from rix.jobs.worker import Context
 from rix.region import mpi, nhs
 from rix.region.trusts import Trust, get_trust
 from rix.routing import deliver
-from rix.routing.rules import Destination
 
 KIND = "transfer"
 
@@ -50,7 +49,7 @@ def request(
         trust = get_trust(conn, to_trust)
         _receiving_pacs(archive, trust)
         person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        _check_may_request(conn, principal, trust, from_trust, person)
+        access.require_transfer(conn, principal, trust, from_trust, person)
         access.record_relationship(
             conn,
             SYSTEM,
@@ -86,28 +85,6 @@ def request(
     return pk
 
 
-def _check_may_request(
-    conn: Connection, principal: Principal, trust: Trust, from_trust: str, person: int
-) -> None:
-    """Clinical staff of the receiving trust; of the trust the patient leaves only when
-    it holds a record of theirs (else anyone could open any patient to another trust);
-    or rix itself (an HL7 feed, the command line)."""
-    if principal.kind is PrincipalKind.SYSTEM:
-        return
-    if not principal.roles & IMAGE_ROLES:
-        raise AccessDenied("transfers are requested by clinical staff")
-    if principal.trust_code == trust.code:
-        return
-    source = from_trust.strip().upper()
-    if principal.trust is not None and principal.trust_code == source:
-        issuers = {r.issuer for r in mpi.records_of_person(conn, person)}
-        if principal.trust.issuer in issuers:
-            return
-    raise AccessDenied(
-        "transfers are requested by the receiving trust, or by the trust holding the patient"
-    )
-
-
 def _receiving_pacs(archive: Archive, trust: Trust) -> aes.RemoteAE:
     if not trust.pacs_ae:
         raise Conflict(f"trust {trust.code} has no PACS: rix trust add {trust.code} --pacs AE")
@@ -130,7 +107,7 @@ def cancel(
     with begin_write(archive.engine) as conn:
         trust = get_trust(conn, to_trust)
         person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        _check_may_request(conn, principal, trust, "", person)
+        access.require_transfer(conn, principal, trust, "", person)
         latest = conn.execute(
             select(jobs.c.id)
             .where(jobs.c.kind == KIND, jobs.c.key == f"{KIND}:{trust.code}:{person}")
@@ -174,16 +151,4 @@ def run(ctx: Context) -> None:
         if not trust.pacs_ae:
             raise Permanent(f"trust {trust.code} has no PACS")
         studies = recent_studies(conn, int(payload["person_pk"]), trust, int(payload["days"]))
-    with begin_write(ctx.archive.engine) as conn:
-        for row in studies:
-            deliver.schedule(
-                conn,
-                study_uid=row["study_uid"],
-                destination=Destination(ae=trust.pacs_ae),
-                priority=ctx.job.priority,
-                reason=f"transfer job {ctx.job.pk}",
-                requested_by=str(payload.get("requested_by", "")),
-                parent_pk=ctx.job.pk,
-                trust_pk=trust.pk,
-            )
-    ctx.progress(len(studies), len(studies), force=True)
+    deliver.schedule_for_trust(ctx, [r["study_uid"] for r in studies], trust, KIND)
