@@ -31,13 +31,29 @@ def database_url(backend: str) -> Iterator[str]:
 
 @pytest.fixture
 def fresh_database_url(backend: str) -> Iterator[str]:
-    """A database of the test's own, for tests that start their own server."""
+    """An empty database of the test's own, for tests of the migrations."""
     if backend == "sqlite":
         yield ""
         return
     url = postgres.create_database()
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture
+def migrated_database_url(backend: str) -> Iterator[str]:
+    """A database of the test's own at the newest schema, for tests that start their own
+    server or open their own archive ('' is SQLite in the test's data folder)."""
+    if backend == "sqlite":
+        yield ""
+        return
+    url = postgres.create_database(migrated=True)
+    yield url
+    postgres.drop_database(url)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    postgres.drop_template()
 
 
 @pytest.fixture(scope="session")

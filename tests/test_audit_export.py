@@ -229,8 +229,8 @@ def test_a_destination_is_tcp_or_tls_with_host_and_port(url: str) -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, fresh_database_url: str) -> Iterator[Engine]:
-    url = config.load({"data": tmp_path, "database_url": fresh_database_url}, env={}).index_url
+def engine(tmp_path: Path, migrated_database_url: str) -> Iterator[Engine]:
+    url = config.load({"data": tmp_path, "database_url": migrated_database_url}, env={}).index_url
     engine = database.connect(url)
     database.upgrade(engine)
     yield engine
@@ -395,16 +395,16 @@ def test_only_one_node_exports_on_postgresql(
 
 
 def test_rix_serve_exports_what_is_recorded_in_its_index(
-    tmp_path: Path, fresh_database_url: str, collector: SyslogCollector
+    tmp_path: Path, migrated_database_url: str, collector: SyslogCollector
 ) -> None:
     server = RixServer(
         data=tmp_path / "data",
-        database_url=fresh_database_url,
+        database_url=migrated_database_url,
         extra_env={"RIX_AUDIT_SYSLOG": f"tcp://127.0.0.1:{collector.port}"},
     ).start()
     try:
         url = config.load(
-            {"data": server.data, "database_url": fresh_database_url}, env={}
+            {"data": server.data, "database_url": migrated_database_url}, env={}
         ).index_url
         engine = database.connect(url)
         try:

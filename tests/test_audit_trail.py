@@ -119,7 +119,7 @@ def _token(admin: httpx.Client, username: str, roles: list[str], trust: str = ""
 
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Trail]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     server = new_server(tmp_path_factory.mktemp("audit"), database_url=url)
     origin = f"http://127.0.0.1:{server.http_port}"
     try:

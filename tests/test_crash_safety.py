@@ -74,44 +74,48 @@ def dataset_bytes(path: Path) -> bytes:
 
 @pytest.mark.slow
 def test_sigkill_during_storescu_loses_no_acknowledged_instance(
-    tmp_path: Path, fresh_database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    server = RixServer(data=tmp_path / "data", database_url=fresh_database_url)
+    server = RixServer(data=tmp_path / "data", database_url=migrated_database_url)
     rng = random.Random(20261127)
     all_acknowledged: list[Path] = []
-    for round_ in range(ROUNDS):
-        files = write_series(tmp_path / f"round{round_}", INSTANCES, patient_id=f"CRASH{round_}")
-        server.start()
-        sender = subprocess.Popen(
-            [
-                "storescu",
-                "-v",
-                "-aec",
-                "RIX",
-                "127.0.0.1",
-                str(server.dicom_port),
-                *map(str, files),
-            ],
-            env={**server.env, "TCP_NODELAY": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        time.sleep(rng.uniform(0.2, 1.5))
-        server.kill()
-        output, _ = sender.communicate(timeout=60)
-        acked = acknowledged(output)
-        assert len(acked) < INSTANCES, "the kill came after the run ended; nothing was tested"
-        all_acknowledged.extend(acked)
-        server.start()
-        for sent in all_acknowledged:
-            stored = stored_object(server, sent)
-            assert stored.exists(), f"acknowledged {sent.name} is missing after SIGKILL"
-            assert dataset_bytes(stored) == dataset_bytes(sent)
-        study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-        acked_uids = {p.stem for p in acked}
-        assert acked_uids <= indexed_instances(server, study_uid), "acknowledged but not indexed"
-        verify = server.rix("verify", check=False)
-        assert verify.returncode == 0, verify.stdout
+    server.start()  # each round sends to the server restarted after the last round's kill
+    try:
+        for round_ in range(ROUNDS):
+            files = write_series(
+                tmp_path / f"round{round_}", INSTANCES, patient_id=f"CRASH{round_}"
+            )
+            sender = subprocess.Popen(
+                [
+                    "storescu",
+                    "-v",
+                    "-aec",
+                    "RIX",
+                    "127.0.0.1",
+                    str(server.dicom_port),
+                    *map(str, files),
+                ],
+                env={**server.env, "TCP_NODELAY": "1"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            time.sleep(rng.uniform(0.2, 1.5))
+            server.kill()
+            output, _ = sender.communicate(timeout=60)
+            acked = acknowledged(output)
+            assert len(acked) < INSTANCES, "the kill came after the run ended; nothing was tested"
+            all_acknowledged.extend(acked)
+            server.start()
+            for sent in all_acknowledged:
+                stored = stored_object(server, sent)
+                assert stored.exists(), f"acknowledged {sent.name} is missing after SIGKILL"
+                assert dataset_bytes(stored) == dataset_bytes(sent)
+            study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+            indexed = indexed_instances(server, study_uid)
+            assert {p.stem for p in acked} <= indexed, "acknowledged but not indexed"
+            verify = server.rix("verify", check=False)
+            assert verify.returncode == 0, verify.stdout
+    finally:
         server.stop()
     assert len(all_acknowledged) > 0

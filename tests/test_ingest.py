@@ -45,8 +45,8 @@ def policy(request: pytest.FixtureRequest) -> DuplicatePolicy:
 
 
 @pytest.fixture
-def archive(tmp_path: Path, fresh_database_url: str) -> Iterator[Archive]:
-    archive = make_archive(tmp_path, fresh_database_url, DuplicatePolicy.KEEP_FIRST)
+def archive(tmp_path: Path, migrated_database_url: str) -> Iterator[Archive]:
+    archive = make_archive(tmp_path, migrated_database_url, DuplicatePolicy.KEEP_FIRST)
     yield archive
     archive.close()
 
@@ -96,9 +96,9 @@ def test_same_instance_with_identical_bytes_is_success_with_one_copy(archive: Ar
 
 
 def test_different_bytes_follow_the_policy_and_keep_both_copies(
-    tmp_path: Path, fresh_database_url: str, policy: DuplicatePolicy
+    tmp_path: Path, migrated_database_url: str, policy: DuplicatePolicy
 ) -> None:
-    archive = make_archive(tmp_path, fresh_database_url, policy)
+    archive = make_archive(tmp_path, migrated_database_url, policy)
     first = new_slice()
     second = new_slice(
         SOPInstanceUID=first.SOPInstanceUID,

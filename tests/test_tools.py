@@ -16,9 +16,9 @@ from tests.peers.synthetic import write_series
 
 
 @pytest.fixture
-def server(tmp_path: Path, fresh_database_url: str) -> RixServer:
+def server(tmp_path: Path, migrated_database_url: str) -> RixServer:
     """A data folder and database of the test's own; started only where a test needs it."""
-    return RixServer(data=tmp_path / "data", database_url=fresh_database_url)
+    return RixServer(data=tmp_path / "data", database_url=migrated_database_url)
 
 
 def objects(server: RixServer) -> list[Path]:

@@ -22,7 +22,7 @@ REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNIZED = 0x01, 0x01, 0x03
 
 @pytest.fixture(scope="module")
 def strict_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RixServer]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     server = new_server(tmp_path_factory.mktemp("strict"), accept_any_ae=False, database_url=url)
     server.start()
     yield server

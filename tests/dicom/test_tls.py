@@ -48,7 +48,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def tls_rix(tmp_path_factory: pytest.TempPathFactory, backend: str, pki: Pki) -> Iterator[TlsRix]:
     """A server of its own (its TLS settings are its own) on each backend."""
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     port = free_port()
     env = {
         "RIX_DICOM_TLS_PORT": str(port),

@@ -17,7 +17,7 @@ from tests.peers import postgres
 
 @pytest.fixture(scope="module")
 def module_archive(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     try:
         with opened(tmp_path_factory.mktemp("jobs") / "data", url) as archive:
             yield archive

@@ -21,8 +21,9 @@ from tests.peers import scu
 from tests.peers.server import RixServer, free_port
 from tests.peers.synthetic import ct_slice
 
-# 3.6 s: attempts at 0, 1 and 3 s fail, and the next (7 s) would fall after it
-GIVE_UP_HOURS = "0.001"
+# 2.7 s: the first retry (1 s after the first attempt) falls within it, so the job fails
+# twice; the next (2 s after the second) falls after it, so it is dead-lettered then
+GIVE_UP_HOURS = "0.00075"
 
 
 def wait_for_state(archive: Archive, pk: int, state: State) -> Job:
@@ -50,12 +51,12 @@ def store_one_study(server: RixServer) -> str:
 
 
 def test_dead_lettered_send_posts_one_alert_to_the_webhook(
-    tmp_path: Path, fresh_database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
     with Recorder() as webhook:
         server = RixServer(
             data=tmp_path / "data",
-            database_url=fresh_database_url,
+            database_url=migrated_database_url,
             extra_env={
                 "RIX_ALERT_WEBHOOK": webhook.url,
                 "RIX_JOB_GIVE_UP_HOURS": GIVE_UP_HOURS,
@@ -66,7 +67,7 @@ def test_dead_lettered_send_posts_one_alert_to_the_webhook(
             # a registered PACS with nothing listening on its port
             server.rix("ae", "add", "NOWHERE", "--host", "127.0.0.1", "--port", str(free_port()))
             study_uid = store_one_study(server)
-            with opened(server.data, fresh_database_url, migrate=False) as archive:
+            with opened(server.data, migrated_database_url, migrate=False) as archive:
                 with begin_write(archive.engine) as conn:
                     pk = deliver.schedule(
                         conn,

@@ -89,7 +89,7 @@ def add_user(admin: httpx.Client, username: str, role: str) -> str:
 
 @pytest.fixture(scope="module")
 def region(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     folder = tmp_path_factory.mktemp("manage")
     server = RixServer(data=folder / "data", database_url=url, extra_env={"RIX_WORKERS": "0"})
     try:

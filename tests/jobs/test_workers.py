@@ -32,14 +32,14 @@ def wait_until_settled(archive: Archive, timeout: float) -> dict[str, int]:
         time.sleep(0.2)
 
 
-def test_two_worker_processes_run_each_job_once(tmp_path: Path, fresh_database_url: str) -> None:
+def test_two_worker_processes_run_each_job_once(tmp_path: Path, migrated_database_url: str) -> None:
     data = tmp_path / "data"
     # the receiver takes 20 ms a request, so one process alone could not drain the queue
     # before the other's next look at the table (every 0.5 s)
     with (
         Recorder(delay=0.02) as webhook,
-        opened(data, fresh_database_url) as archive,
-        worker_processes(2, data, fresh_database_url) as processes,
+        opened(data, migrated_database_url) as archive,
+        worker_processes(2, data, migrated_database_url) as processes,
     ):
         with begin_write(archive.engine) as conn:
             for n in range(JOBS):

@@ -267,7 +267,7 @@ def _client(base_url: str, token: str) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Region]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     server = new_server(
         tmp_path_factory.mktemp("mpi"),
         database_url=url,

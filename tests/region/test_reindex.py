@@ -31,9 +31,9 @@ def owners(server: RixServer) -> dict[str, str]:
 
 
 def test_reindex_keeps_trust_ownership_and_hand_made_mpi_decisions(
-    tmp_path: Path, fresh_database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    server = RixServer(data=tmp_path / "data", database_url=fresh_database_url)
+    server = RixServer(data=tmp_path / "data", database_url=migrated_database_url)
     server.rix("demo")
     write_series(tmp_path / "media", 2, patient_id="IMPORTED-1")
     server.rix("import", str(tmp_path / "media"), "--trust", "SSX")

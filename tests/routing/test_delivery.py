@@ -82,7 +82,7 @@ def router(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     folder = tmp_path_factory.mktemp("routing")
     with ExitStack() as stack:
         receiver = stack.enter_context(own_server(folder / "receiver", backend))
-        url = postgres.create_database() if backend == "postgresql" else ""
+        url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
         if url:
             stack.callback(postgres.drop_database, url)
         server = RixServer(

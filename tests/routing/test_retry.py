@@ -45,11 +45,11 @@ class RecordingStoreSCP(StoreSCP):
 
 
 def test_a_study_for_a_destination_that_was_down_arrives_once_after_rix_was_killed(
-    tmp_path: Path, fresh_database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
     destination = RecordingStoreSCP(tmp_path / "dest", ae_title="DEST")  # not started yet
     server = new_server(
-        tmp_path, database_url=fresh_database_url, extra_env={"RIX_STABLE_SECONDS": "1"}
+        tmp_path, database_url=migrated_database_url, extra_env={"RIX_STABLE_SECONDS": "1"}
     )
     server.rix("ae", "add", "DEST", "--host", dcmtk.HOST, "--port", str(destination.port))
     (tmp_path / "rules.toml").write_text(RULE)

@@ -64,7 +64,7 @@ def send(region: Region, patient: Patient, study_date: str) -> None:
 @contextmanager
 def moving_region(folder: Path, backend: str) -> Iterator[Region]:
     """The region above on a server of its own, listening for HL7 on ``hl7_port(r)``."""
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     server = RixServer(
         data=folder / "data",
         database_url=url,

@@ -91,7 +91,7 @@ def study(client: DICOMwebClient, rix_server: RixServer) -> StoredStudy:
 def own_server(folder: Path, backend: str) -> Iterator[RixServer]:
     """A server with a data folder and database of its own, for tests whose expectations
     depend on what else is in the archive (the session server is shared with tests/dicom)."""
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     server = RixServer(data=folder / "data", database_url=url).start()
     try:
         yield server

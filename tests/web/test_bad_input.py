@@ -479,11 +479,11 @@ def test_stow_of_bad_dicom_json_is_refused_with_a_reason(
 
 
 def test_a_chunked_body_over_the_upload_limit_gets_413(
-    tmp_path: Path, fresh_database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
     server = RixServer(
         data=tmp_path / "data",
-        database_url=fresh_database_url,
+        database_url=migrated_database_url,
         extra_env={"RIX_MAX_UPLOAD_MB": "1"},
     ).start()
     try:
