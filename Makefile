@@ -7,8 +7,12 @@ DATA ?= rix-data
 
 OHIF_VERSION := 3.13.2
 VIEWER_DIR := build/ohif
+# npm packages the portal serves (htmx) and its tests run in the browser (axe-core)
+HTMX_VERSION := 2.0.11
+AXE_VERSION := 4.11.0
+ASSETS_DIR := build/assets
 
-.PHONY: run test check venv deps-test debs browser viewer bench clean
+.PHONY: run test check venv deps-test debs browser viewer assets bench clean
 
 $(BIN)/rix: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +23,14 @@ $(BIN)/rix: pyproject.toml
 venv: $(BIN)/rix
 
 ## make run: install rix, load the demo region, serve DICOM on 11112 and HTTP on 8042
-run: venv debs viewer
+run: venv debs viewer assets
 	$(BIN)/rix demo --data $(DATA)
 	@echo
 	@echo "rix is starting. Try, from another terminal:"
 	@echo "  findscu -S -k QueryRetrieveLevel=STUDY -k PatientName= -aet EMH_PACS -aec RIX 127.0.0.1 11112"
-	@echo "  sign in at http://127.0.0.1:8042/login as emh.clinician (every demo user's password: rix-demo)"
-	@echo "  then open the viewer: http://127.0.0.1:8042/viewer/"
+	@echo "  open the portal at http://127.0.0.1:8042/ and sign in (every demo user's password: rix-demo)"
+	@echo "  as ngh.clinician, search Hartley: her timeline holds studies from NGH and EMH;"
+	@echo "  as emh.clinician, NGH's are behind break-glass; region.admin sees /admin and /status"
 	@echo "  TOKEN=\$$($(BIN)/rix token create ngh.clinician --data $(DATA))"
 	@echo "  curl -H \"Authorization: Bearer \$$TOKEN\" 'http://127.0.0.1:8042/api/timeline?nhs_number=9434765919'"
 	@echo
@@ -54,13 +59,30 @@ viewer: venv
 		rm -rf $(VIEWER_DIR) && mv $(VIEWER_DIR).new/package/dist $(VIEWER_DIR) && \
 		rm -rf $(VIEWER_DIR).new; }
 
+## make assets: htmx for the portal and axe-core for its accessibility tests, pinned, from
+## npm into $(ASSETS_DIR) (never committed); does nothing when both versions are there
+assets:
+	@test -f $(ASSETS_DIR)/htmx-$(HTMX_VERSION).stamp -a -f $(ASSETS_DIR)/axe-$(AXE_VERSION).stamp || { \
+		command -v npm >/dev/null || ($(SUDO) apt-get update -qq && \
+			$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm); \
+		rm -rf $(ASSETS_DIR).new && mkdir -p $(ASSETS_DIR).new && \
+		npm pack --silent --pack-destination $(ASSETS_DIR).new \
+			htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION) >/dev/null && \
+		tar -xzf $(ASSETS_DIR).new/htmx.org-$(HTMX_VERSION).tgz -C $(ASSETS_DIR).new \
+			package/dist/htmx.min.js --strip-components=2 && \
+		tar -xzf $(ASSETS_DIR).new/axe-core-$(AXE_VERSION).tgz -C $(ASSETS_DIR).new \
+			package/axe.min.js --strip-components=1 && \
+		rm $(ASSETS_DIR).new/*.tgz && \
+		touch $(ASSETS_DIR).new/htmx-$(HTMX_VERSION).stamp $(ASSETS_DIR).new/axe-$(AXE_VERSION).stamp && \
+		rm -rf $(ASSETS_DIR) && mv $(ASSETS_DIR).new $(ASSETS_DIR); }
+
 ## make check: lint and types, the same locally and in CI
 check: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 ## make test: install everything the tests need, then lint, type-check and run the suite
-test: venv debs browser viewer check
+test: venv debs browser viewer assets check
 	$(BIN)/pytest
 
 ## make bench: rix against Orthanc on the same data; appends to bench/RESULTS.md

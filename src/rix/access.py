@@ -201,6 +201,19 @@ def require_transfer(
     )
 
 
+def require_send(principal: Principal, destination_trust: str) -> None:
+    """Who may send a study they can see to a DICOM destination: clinical staff, to an AE
+    registered to their own trust (the trust's PACS, a workstation, a printer). Sending to
+    another trust's AE would open the images to that trust: that is a transfer
+    (``require_transfer``), with its own checks."""
+    if principal.kind is PrincipalKind.SYSTEM:
+        return
+    if not principal.roles & IMAGE_ROLES:
+        raise AccessDenied("studies are sent by clinical staff")
+    if principal.trust is None or principal.trust_code != destination_trust:
+        raise AccessDenied("studies are sent to your own trust's DICOM destinations")
+
+
 def require_prefetch(principal: Principal, trust: str) -> None:
     """A patient's priors are fetched to a trust by its own clinical staff, or by rix."""
     if principal.kind is PrincipalKind.SYSTEM:

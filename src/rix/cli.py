@@ -66,6 +66,21 @@ def serve(
     oidc_username_claim: Annotated[
         str | None, typer.Option(help=SETTINGS_HELP["oidc_username_claim"])
     ] = None,
+    oidc_client_id: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_client_id"])
+    ] = None,
+    oidc_client_secret: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_client_secret"])
+    ] = None,
+    oidc_authorization_url: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_authorization_url"])
+    ] = None,
+    oidc_token_url: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_token_url"])
+    ] = None,
+    oidc_redirect_base: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["oidc_redirect_base"])
+    ] = None,
     audit_syslog: Annotated[str | None, typer.Option(help=SETTINGS_HELP["audit_syslog"])] = None,
     audit_syslog_ca: Annotated[
         str | None, typer.Option(help=SETTINGS_HELP["audit_syslog_ca"])
@@ -91,7 +106,13 @@ def serve(
     alert_webhook: Annotated[str | None, typer.Option(help=SETTINGS_HELP["alert_webhook"])] = None,
     transfer_days: Annotated[int | None, typer.Option(help=SETTINGS_HELP["transfer_days"])] = None,
     hl7_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["hl7_port"])] = None,
+    import_expiry_hours: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["import_expiry_hours"])
+    ] = None,
     viewer_dir: Annotated[Path | None, typer.Option(help=SETTINGS_HELP["viewer_dir"])] = None,
+    portal_assets_dir: Annotated[
+        Path | None, typer.Option(help=SETTINGS_HELP["portal_assets_dir"])
+    ] = None,
 ) -> None:
     """Serve DICOM, HTTP and the job workers from one process (the embedded default:
     SQLite + files), or some of them (``--role``) on a node of a region."""
@@ -116,6 +137,11 @@ def serve(
         oidc_audience=oidc_audience,
         oidc_jwks_url=oidc_jwks_url,
         oidc_username_claim=oidc_username_claim,
+        oidc_client_id=oidc_client_id,
+        oidc_client_secret=oidc_client_secret,
+        oidc_authorization_url=oidc_authorization_url,
+        oidc_token_url=oidc_token_url,
+        oidc_redirect_base=oidc_redirect_base,
         audit_syslog=audit_syslog,
         audit_syslog_ca=audit_syslog_ca,
         dicom_tls_port=dicom_tls_port,
@@ -129,7 +155,9 @@ def serve(
         alert_webhook=alert_webhook,
         transfer_days=transfer_days,
         hl7_port=hl7_port,
+        import_expiry_hours=import_expiry_hours,
         viewer_dir=viewer_dir,
+        portal_assets_dir=portal_assets_dir,
     )
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
@@ -261,7 +289,8 @@ def export(
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Export studies with a DICOMDIR, files exactly as stored."""
+    """Export studies with a DICOMDIR, files exactly as stored (reconciled outside media
+    under the local record's identity)."""
     from rix import export as exporting
     from rix.errors import RixError
 

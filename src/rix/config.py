@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # where `make viewer` installs the OHIF viewer: build/ beside src/, never committed
 SOURCE_TREE = Path(__file__).resolve().parents[2]
@@ -52,6 +53,11 @@ class Settings:
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
     oidc_username_claim: str = "preferred_username"
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_authorization_url: str = ""
+    oidc_token_url: str = ""
+    oidc_redirect_base: str = ""
     audit_syslog: str = ""
     audit_syslog_ca: str = ""
     dicom_tls_port: int = 0
@@ -65,7 +71,9 @@ class Settings:
     alert_webhook: str = ""
     transfer_days: int = 365
     hl7_port: int = 0
+    import_expiry_hours: float = 24.0
     viewer_dir: Path = SOURCE_TREE / "build" / "ohif"
+    portal_assets_dir: Path = SOURCE_TREE / "build" / "assets"
 
     @property
     def role_set(self) -> frozenset[str]:
@@ -130,6 +138,27 @@ SETTINGS_HELP: dict[str, str] = {
         "Claim naming the rix user an OIDC token stands for (env RIX_OIDC_USERNAME_CLAIM, "
         "default preferred_username); roles and trust come from that rix user."
     ),
+    "oidc_client_id": (
+        "rix's client ID at the identity provider; set, the sign-in page offers single "
+        "sign-on (authorization code flow with PKCE) (env RIX_OIDC_CLIENT_ID)."
+    ),
+    "oidc_client_secret": (
+        "rix's client secret, sent with client_secret_basic; empty makes rix a public client "
+        "relying on PKCE alone (env RIX_OIDC_CLIENT_SECRET; prefer it to the flag)."
+    ),
+    "oidc_authorization_url": (
+        "The identity provider's authorization endpoint, where browsers sign in "
+        "(env RIX_OIDC_AUTHORIZATION_URL)."
+    ),
+    "oidc_token_url": (
+        "The identity provider's token endpoint, where rix exchanges the code "
+        "(env RIX_OIDC_TOKEN_URL)."
+    ),
+    "oidc_redirect_base": (
+        "rix's external origin as browsers see it (https://rix.region.example), for the "
+        "redirect URI registered at the identity provider; empty derives it from each request "
+        "(env RIX_OIDC_REDIRECT_BASE)."
+    ),
     "audit_syslog": (
         "Audit repository for DICOM audit messages (PS3.15 A.5) over syslog: "
         "tcp://host:port or tls://host:port; empty sends none (env RIX_AUDIT_SYSLOG)."
@@ -173,9 +202,19 @@ SETTINGS_HELP: dict[str, str] = {
         "Port of the HL7 v2 MLLP listener (ADT transfers); 0 turns it off "
         "(env RIX_HL7_PORT)."
     ),
+    "import_expiry_hours": (
+        "A browser import (outside media uploaded to the portal) not finished this many "
+        "hours after its last change is deleted with its files; a finished one's files go "
+        "at once (env RIX_IMPORT_EXPIRY_HOURS, default 24)."
+    ),
     "viewer_dir": (
         "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make "
         "viewer` (env RIX_VIEWER_DIR, default build/ohif beside rix's source)."
+    ),
+    "portal_assets_dir": (
+        "Folder holding htmx.min.js for the portal pages, installed by `make assets` "
+        "(env RIX_PORTAL_ASSETS_DIR, default build/assets beside rix's source); the pages "
+        "work without it, with full page loads."
     ),
 }
 
@@ -259,9 +298,39 @@ def validate(settings: Settings) -> None:
         raise SettingsError("dicom_tls_port needs dicom_tls_cert and dicom_tls_key")
     if settings.oidc_issuer and not (settings.oidc_audience and settings.oidc_jwks_url):
         raise SettingsError("oidc_issuer needs oidc_audience and oidc_jwks_url")
+    _validate_oidc_sign_in(settings)
     if settings.audit_syslog and not settings.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
     _validate_jobs(settings)
+
+
+def _validate_oidc_sign_in(settings: Settings) -> None:
+    """Browser sign-in (OIDC Core 3.1) needs the issuer's settings and both endpoints; the
+    token endpoint receives the client secret and returns the ID token, so, like the JWKS,
+    it is reached over TLS (RFC 6749 3.2), plain HTTP only on loopback."""
+    if not settings.oidc_client_id:
+        extra = ("oidc_client_secret", "oidc_authorization_url", "oidc_token_url")
+        if any(getattr(settings, name) for name in extra):
+            raise SettingsError("oidc_client_secret and the endpoints need oidc_client_id")
+        return
+    if not settings.oidc_issuer:
+        raise SettingsError("oidc_client_id needs oidc_issuer, oidc_audience and oidc_jwks_url")
+    for name in ("oidc_authorization_url", "oidc_token_url"):
+        if not is_secure_url(getattr(settings, name)):
+            raise SettingsError(f"{name} must be https:// (http:// only on loopback)")
+    base = urlsplit(settings.oidc_redirect_base)
+    if settings.oidc_redirect_base and (
+        base.scheme not in ("https", "http") or not base.hostname or base.query or base.fragment
+    ):
+        raise SettingsError("oidc_redirect_base must be an origin such as https://rix.example")
+
+
+def is_secure_url(url: str) -> bool:
+    """An https:// URL, or http:// to this machine (a test or a sidecar on loopback)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
 
 
 def _validate_jobs(settings: Settings) -> None:
@@ -270,6 +339,8 @@ def _validate_jobs(settings: Settings) -> None:
         raise SettingsError(f"roles are web, dicom and worker; got {settings.roles!r}")
     if settings.workers < 0 or settings.stable_seconds < 0 or settings.transfer_days < 0:
         raise SettingsError("workers, stable_seconds and transfer_days cannot be negative")
+    if settings.import_expiry_hours <= 0:
+        raise SettingsError("import_expiry_hours must be more than 0")
 
 
 def is_loopback(host: str) -> bool:

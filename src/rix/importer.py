@@ -7,6 +7,7 @@ else is reported with the reason, and re-running the import stores nothing twice
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from rix import access
 from rix.archive import Archive
 from rix.errors import RixError
+from rix.index import write
 from rix.ingest import Outcome, ingest, received_from_file
 from rix.region.trusts import Trust
 
@@ -103,8 +105,22 @@ def import_one(
         return "rejected", f"unreadable: {exc}"
     if _is_dicomdir(data):
         return "skipped", "DICOMDIR (media directory, not an instance)"
+    return store_bytes(archive, data, trust=trust, tally=tally)
+
+
+def store_bytes(
+    archive: Archive,
+    data: bytes,
+    *,
+    trust: Trust | None,
+    tally: access.StoreTally,
+    reconciled: write.Reconciled | None = None,
+) -> tuple[str, str]:
+    """(kind, reason) for one file of media through the one ingest path: stored, present,
+    duplicate or rejected; ``reconciled``: the local record its patient was matched to."""
     try:
-        result = ingest(archive, received_from_file(data, source="import", trust=trust))
+        received = received_from_file(data, source="import", trust=trust)
+        result = ingest(archive, dataclasses.replace(received, reconciled=reconciled))
     except RixError as exc:
         tally.failed(exc.reason)
         return "rejected", exc.reason

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote, unquote
 
 import structlog
 from sqlalchemy import Connection
@@ -48,6 +49,8 @@ class Received:
     sop_instance_uid: str = ""
     study_uid: str = ""  # the study the request addressed (STOW-RS), checked likewise
     trust: Trust | None = None  # the sender's: its AE's trust, or the uploading user's
+    # outside media: the local record the user chose for the dataset's patient
+    reconciled: write.Reconciled | None = None
 
 
 class Outcome(StrEnum):
@@ -113,13 +116,17 @@ def identify(header: parsing.Header, received: Received) -> _Identity:
     issuer = parsing.text(ds, "IssuerOfPatientID")
     if not issuer and received.trust is not None:
         issuer = received.trust.issuer
+    patient = f"{issuer}/{parsing.text(ds, 'PatientID')}"
+    nhs_number = nhs.in_dataset(ds).value[:16]
+    if received.reconciled is not None:
+        patient, nhs_number = received.reconciled.ref, received.reconciled.nhs_number[:16]
     return _Identity(
         sop_class_uid=found["SOPClassUID"],
         sop_instance_uid=found["SOPInstanceUID"],
         study_uid=found["StudyInstanceUID"],
         series_uid=found["SeriesInstanceUID"],
-        patient=f"{issuer}/{parsing.text(ds, 'PatientID')}",
-        nhs_number=nhs.in_dataset(ds).value[:16],
+        patient=patient,
+        nhs_number=nhs_number,
     )
 
 
@@ -137,7 +144,7 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         sop_instance_uid=ident.sop_instance_uid,
         transfer_syntax=header.transfer_syntax,
         source_ae=received.calling_ae,
-        private=owner_information(received.trust),
+        private=owner_information(received.trust, received.reconciled),
     )
     data = meta + received.dataset
     key = ident.key
@@ -155,6 +162,7 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         pixel_data_offset=_in_file(len(meta), header.pixel_data_offset),
         trust=received.trust,
         nhs_number=ident.nhs_number,
+        reconciled=received.reconciled,
     )
     added = archive.writer.add_instance(record)
     if added.existing is not None:  # a concurrent association stored it first
@@ -162,15 +170,61 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
     return _result(Outcome.STORED, ident)
 
 
-def owner_information(trust: Trust | None) -> bytes:
-    """The owning trust, kept in the stored file's meta for ``rix reindex``."""
-    return b"" if trust is None else b"trust=" + trust.code.encode("ascii")
+def owner_information(trust: Trust | None, reconciled: write.Reconciled | None = None) -> bytes:
+    """The owning trust, and the local record outside media were reconciled to, kept in
+    the stored file's meta for ``rix reindex``: ``key=value`` lines, values URL-quoted."""
+    fields: dict[str, str] = {}
+    if trust is not None:
+        fields["trust"] = trust.code
+    if reconciled is not None:
+        fields.update(
+            patient_issuer=reconciled.issuer,
+            patient_id=reconciled.patient_id,
+            name=reconciled.name,
+            birth_date=reconciled.birth_date,
+            sex=reconciled.sex,
+            nhs_number=reconciled.nhs_number,
+            upload=reconciled.upload,
+            by=reconciled.by,
+            at=repr(reconciled.at),
+        )
+    return "\n".join(f"{k}={quote(v, safe='')}" for k, v in fields.items()).encode("ascii")
+
+
+def _owner_fields(private: bytes) -> dict[str, str]:
+    fields = {}
+    for line in private.decode("ascii", "replace").split("\n"):
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key] = unquote(value)
+    return fields
 
 
 def owner_code(private: bytes) -> str:
     """The trust code ``owner_information`` wrote, or ''."""
-    key, _, value = private.decode("ascii", "replace").partition("=")
-    return value if key == "trust" else ""
+    return _owner_fields(private).get("trust", "")
+
+
+def reconciled_in(private: bytes) -> write.Reconciled | None:
+    """The reconciled local record ``owner_information`` wrote, if any."""
+    fields = _owner_fields(private)
+    if "upload" not in fields or "patient_id" not in fields:
+        return None
+    try:
+        at = float(fields.get("at", "0"))
+    except ValueError:
+        at = 0.0
+    return write.Reconciled(
+        patient_id=fields["patient_id"],
+        issuer=fields.get("patient_issuer", ""),
+        name=fields.get("name", ""),
+        birth_date=fields.get("birth_date", ""),
+        sex=fields.get("sex", ""),
+        nhs_number=fields.get("nhs_number", ""),
+        upload=fields["upload"],
+        by=fields.get("by", ""),
+        at=at,
+    )
 
 
 def _in_file(meta_length: int, offset: int | None) -> int | None:
@@ -213,7 +267,7 @@ def _duplicate(
         sop_instance_uid=ident.sop_instance_uid,
         transfer_syntax=header_ts,
         source_ae=received.calling_ae,
-        private=owner_information(received.trust),
+        private=owner_information(received.trust, received.reconciled),
     )
     data = meta + received.dataset
     key = conflict_key(ident.sop_instance_uid, sha)

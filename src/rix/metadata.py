@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from rix.archive import Archive
 from rix.index.database import begin_write
 from rix.index.schema import instance_metadata, instances, series, studies
+from rix.region import identity
 
 log = structlog.get_logger(__name__)
 
@@ -46,15 +47,21 @@ class Pending:
         return f"/studies/{self.study_uid}/series/{self.series_uid}/instances/{self.sop_uid}"
 
 
-def instance_json(archive: Archive, item: Pending) -> str:
+def instance_json(
+    archive: Archive, item: Pending, correction: identity.Coercion | None = None
+) -> str:
     """DICOM JSON of one stored instance, bulk data as URIs relative to ``/dicomweb``.
 
     A BulkDataURI gives exactly the value InlineBinary would have carried, Pixel Data
     included (all frames, as stored); inside a sequence it names the item's path,
     ``bulk/00880200/0/7FE00010``, so an icon's pixels are not taken for the image's.
+    ``correction``: the patient the index holds the instance under, when that is not the
+    one its bytes name (outside media reconciled to a local record).
     """
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
+    if correction is not None:
+        correction.apply(ds)
     paths = element_paths(ds)
 
     def bulk_uri(elem: DataElement) -> str:
@@ -172,10 +179,16 @@ def pending(conn: Connection, **kwargs: Any) -> list[Pending]:
 
 def build(archive: Archive, items: Iterable[Pending]) -> int:
     """Build and keep the JSON of ``items``; an unreadable object is logged and skipped."""
+    items = list(items)
+    if not items:
+        return 0
+    with archive.engine.connect() as conn:
+        corrections = identity.reconciled(conn, [i.instance_pk for i in items])
     rows = []
     for item in items:
         try:
-            rows.append({"instance_pk": item.instance_pk, "json": instance_json(archive, item)})
+            document = instance_json(archive, item, corrections.get(item.instance_pk))
+            rows.append({"instance_pk": item.instance_pk, "json": document})
         except Exception as exc:  # one broken object must not stop the others' metadata
             log.warning("metadata not built", key=item.storage_key, error=type(exc).__name__)
     if not rows:

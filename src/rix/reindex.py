@@ -5,6 +5,8 @@ Run it with the server stopped: it replaces the study, series and instance rows 
 pass; patient records (the master patient index) are kept and recounted. Conflict copies
 under ``conflicts/`` are listed again; with the keep-latest policy the first copy becomes
 current again, because the store does not record which copy a past policy preferred.
+Outside media a user reconciled to a local record (``rix.reconcile``) are indexed under
+that record again: the file meta carries it (``ingest.owner_information``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rix.errors import RixError
 from rix.index import aes, write
 from rix.index.database import begin_write
 from rix.index.schema import instances, patients, series, studies
-from rix.ingest import owner_code
+from rix.ingest import owner_code, reconciled_in
 from rix.region import trusts
 from rix.region.trusts import Trust
 
@@ -56,13 +58,15 @@ def read_record(
 ) -> write.InstanceRecord:
     """The index record of a stored object; ``owners`` maps trust codes and AE titles to
     trusts, so ownership comes back from the file's meta (``ingest.owner_information``)
-    or, for files stored before it was recorded, from the AE that sent it."""
+    or, for files stored before it was recorded, from the AE that sent it; outside
+    media come back under the local record a user reconciled them to."""
     with archive.store.open(key) as f:
         data = f.read()
     split = parsing.split_file(data)
     calling_ae = str(split.meta.get("SourceApplicationEntityTitle", "")) if split.meta else ""
     owners = owners or {}
-    code = owner_code(parsing.private_information(split.meta))
+    private = parsing.private_information(split.meta)
+    code = owner_code(private)
     trust = owners.get("trust:" + code) if code else owners.get("ae:" + calling_ae.strip())
     dataset = data[split.dataset_offset :]
     header = parsing.read_header(dataset, split.transfer_syntax)
@@ -74,6 +78,7 @@ def read_record(
         storage_key=key,
         calling_ae=calling_ae,
         trust=trust,
+        reconciled=reconciled_in(private),
         pixel_data_offset=(
             None
             if header.pixel_data_offset is None

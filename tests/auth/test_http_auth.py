@@ -29,6 +29,7 @@ from pynetdicom import build_context
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 
+from rix.web import csrf
 from tests.conftest import new_server
 from tests.peers import dicomweb, postgres, scu
 from tests.peers.oidc import IdentityProvider, SigningKey
@@ -54,6 +55,8 @@ PLACEHOLDERS = {
     "title": "SOMEAE",
     "review_id": "1",
     "job_id": "1",
+    "upload_id": "0123456789abcdef0123456789abcdef",
+    "number": "0",
 }
 USERNAME_AND_PASSCODE, JWT = 2, 5  # PS3.7 Table D.3-14 User-Identity-Type
 
@@ -84,7 +87,7 @@ def idp() -> Iterator[IdentityProvider]:
 def site(
     tmp_path_factory: pytest.TempPathFactory, backend: str, idp: IdentityProvider
 ) -> Iterator[Site]:
-    url = postgres.create_database() if backend == "postgresql" else ""
+    url = postgres.create_database(migrated=True) if backend == "postgresql" else ""
     oidc = {
         "RIX_OIDC_ISSUER": idp.issuer,
         "RIX_OIDC_AUDIENCE": idp.audience,
@@ -220,9 +223,10 @@ def test_garbage_credentials_are_401(site: Site, authorization: str) -> None:
 
 def test_expired_api_token_is_401(site: Site) -> None:
     with site.client(headers=bearer(site.token)) as c:
-        answer = c.post("/api/users/tester/tokens", json={"label": "brief", "days": 1 / 86400})
+        brief = {"label": "brief", "days": 0.1 / 86400}  # a tenth of a second
+        answer = c.post("/api/users/tester/tokens", json=brief)
     assert answer.status_code == 201
-    time.sleep(1.1)
+    time.sleep(0.2)
     with site.client(headers=bearer(answer.json()["token"])) as c:
         assert_unauthenticated(c.get("/dicomweb/studies"))
 
@@ -261,7 +265,7 @@ def test_login_page_is_html_without_credentials(site: Site) -> None:
         answer = anonymous.get("/login")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
-    assert '<form method="post" action="/login">' in answer.text
+    assert '<form class="panel" method="post" action="/login">' in answer.text
 
 
 @pytest.mark.parametrize(
@@ -294,7 +298,9 @@ def test_sign_out_ends_the_session(site: Site) -> None:
     with site.client() as browser:
         sign_in(browser)
         session = browser.cookies["rix_session"]
-        answer = browser.post("/logout")
+        # the sign-out form carries the session's CSRF token (rix.web.csrf)
+        assert browser.post("/logout").status_code == 403
+        answer = browser.post("/logout", data={"csrf": csrf.token_for(session)})
         assert (answer.status_code, answer.headers["location"]) == (303, "/login")
         assert "rix_session" not in browser.cookies
     with site.client(cookies={"rix_session": session}) as replay:

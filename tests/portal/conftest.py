@@ -119,3 +119,156 @@ def signed_in(chromium: Browser, portal: Portal) -> Iterator[BrowserContext]:
         yield context
     finally:
         context.close()
+
+
+ADMIN = "portal.admin"
+PARTNER = "PART"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>^<script>window.pwned=1</script>"
+HOSTILE_DESCRIPTION = '"><script>window.pwned=2</script><b>bold</b>'
+
+
+def nhs_number(first_nine: str) -> str:
+    """A valid NHS number starting with ``first_nine`` (modulus 11), for synthetic patients."""
+    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    check = (11 - total % 11) % 11
+    if check == 10:
+        raise ValueError(f"{first_nine} has no valid check digit")
+    return first_nine + str(check)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Region:
+    """Two trusts sharing images: TEST (the portal user's) and PART (a partner). Rita has
+    a referral at TEST, so her PART study is open to TEST's clinicians; Gary has none, so
+    his PART study is held there until break-glass; Henry's name and description are
+    hostile markup."""
+
+    rita_nhs: str
+    rita_test_study: str
+    rita_part_study: str
+    gary_nhs: str
+    gary_test_study: str
+    gary_part_study: str
+    hostile_study: str
+    hidden_study: str  # at PART, of a patient with no relationship at TEST: never opened
+    admin_token: str
+
+
+def _study(
+    http: httpx.Client,
+    *,
+    patient_id: str,
+    name: str,
+    nhs: str,
+    description: str,
+    date: str,
+    slices: int,
+) -> str:
+    study_uid, series_uid = generate_uid(), generate_uid()
+    files = []
+    for n in range(1, slices + 1):
+        ds = phantom(
+            patient_id=patient_id, name=name, study_uid=study_uid, series_uid=series_uid, number=n
+        )
+        ds.PatientBirthDate = "19600101"
+        ds.PatientSex = "F"
+        ds.StudyDescription = description
+        ds.StudyDate = date
+        if nhs:
+            item = Dataset()
+            item.PatientID = nhs
+            item.IssuerOfPatientID = "NHS"
+            ds.OtherPatientIDsSequence = [item]
+        files.append(dicomweb.part10(ds))
+    answer = dicomweb.stow(http, files)
+    assert answer.status_code == 200, answer.text
+    return study_uid
+
+
+@pytest.fixture(scope="session")
+def region(portal: Portal) -> Region:
+    server = portal.server
+    admin_roles = ["--roles", "region-admin", "--password", PASSWORD]
+    server.rix("user", "add", ADMIN, *admin_roles)
+    admin_token = server.rix("token", "create", ADMIN).stdout.strip()
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as api:
+        for path, body in (
+            ("/api/trusts", {"code": PARTNER, "name": "Partner Hospitals NHS Trust"}),
+            ("/api/agreements", {"trust": "TEST", "other": PARTNER}),
+            ("/api/users", {"username": "part.sender", "roles": ["clinician"], "trust": PARTNER}),
+        ):
+            assert api.post(path, json=body).status_code == 201, api.post(path, json=body).text
+        part_token = api.post("/api/users/part.sender/tokens", json={}).json()["token"]
+    rita, gary = nhs_number("943476591"), nhs_number("401023213")
+    test_http = httpx.Client(base_url=portal.origin + "/dicomweb", headers=server.auth, timeout=60)
+    part_http = httpx.Client(
+        base_url=portal.origin + "/dicomweb",
+        headers={"Authorization": f"Bearer {part_token}"},
+        timeout=60,
+    )
+    with test_http, part_http:
+        found = Region(
+            rita_nhs=rita,
+            rita_test_study=_study(
+                test_http,
+                patient_id="T-100",
+                name="Rowe^Rita",
+                nhs=rita,
+                description="CT chest (TEST)",
+                date="20250301",
+                slices=12,
+            ),
+            rita_part_study=_study(
+                part_http,
+                patient_id="P-200",
+                name="Rowe^Rita",
+                nhs=rita,
+                description="CT abdomen (PART)",
+                date="20240115",
+                slices=6,
+            ),
+            gary_nhs=gary,
+            gary_test_study=_study(
+                test_http,
+                patient_id="T-101",
+                name="Glass^Gary",
+                nhs=gary,
+                description="CT head (TEST)",
+                date="20250610",
+                slices=4,
+            ),
+            gary_part_study=_study(
+                part_http,
+                patient_id="P-201",
+                name="Glass^Gary",
+                nhs=gary,
+                description="CT head (PART)",
+                date="20230920",
+                slices=4,
+            ),
+            hostile_study=_study(
+                test_http,
+                patient_id="T-666",
+                name=HOSTILE_NAME,
+                nhs="",
+                description=HOSTILE_DESCRIPTION,
+                date="20250101",
+                slices=2,
+            ),
+            hidden_study=_study(
+                part_http,
+                patient_id="P-999",
+                name="Hidden^Hannah",
+                nhs="",
+                description="MR knee (PART)",
+                date="20250505",
+                slices=1,
+            ),
+            admin_token=admin_token,
+        )
+    # a TEST clinician records the referral at TEST (rix.region.admin.record_relationship)
+    with httpx.Client(base_url=portal.origin, headers=server.auth, timeout=60) as api:
+        referral = {"trust": "TEST", "kind": "referral", "nhs_number": rita}
+        assert api.post("/api/relationships", json=referral).status_code == 201
+    return found

@@ -138,7 +138,8 @@ def test_app_config_is_generated_for_this_origin_and_never_cached(http: httpx.Cl
     assert answer.headers["content-type"].startswith("text/javascript")
     assert answer.headers["cache-control"] == "no-store"
     assert answer.text == viewer.APP_CONFIG
-    assert "window.location.origin + '/dicomweb'" in answer.text
+    assert "wadoRoot: window.location.origin + '/dicomweb'," in answer.text
+    assert "qidoRoot: window.location.origin + '/dicomweb/regional'," in answer.text
     assert "routerBasename: '/viewer'" in answer.text
     assert "http" not in answer.text  # no other server, no CDN
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from rix.auth import credentials, users
 from rix.auth.credentials import CredentialKind
-from rix.auth.oidc import OidcVerifier
+from rix.auth.oidc import OidcIdentity, OidcVerifier
 from rix.auth.users import User
 from rix.config import Settings
 from rix.errors import NotFound, Unauthenticated
@@ -85,12 +85,18 @@ def by_bearer(engine: Engine, settings: Settings, token: str) -> User:
         return by_secret(engine, token, CredentialKind.API_TOKEN)
     if not settings.oidc_issuer:
         raise Unauthenticated(REFUSED)
-    identity = _verifier(
+    identity = oidc_verifier(
         settings.oidc_issuer,
         settings.oidc_audience,
         settings.oidc_jwks_url,
         settings.oidc_username_claim,
     ).verify(token)
+    return by_oidc_identity(engine, identity)
+
+
+def by_oidc_identity(engine: Engine, identity: OidcIdentity) -> User:
+    """The active rix user a verified OIDC token names (bearer JWT or browser sign-in's ID
+    token): the identity provider authenticates, rix authorises."""
     with engine.connect() as conn:
         try:
             user = users.get_user(conn, identity.username)
@@ -102,6 +108,6 @@ def by_bearer(engine: Engine, settings: Settings, token: str) -> User:
 
 
 @lru_cache(maxsize=4)
-def _verifier(issuer: str, audience: str, jwks_url: str, claim: str) -> OidcVerifier:
+def oidc_verifier(issuer: str, audience: str, jwks_url: str, claim: str) -> OidcVerifier:
     """One verifier per configuration per process: it caches the IdP's keys."""
     return OidcVerifier(issuer=issuer, audience=audience, jwks_url=jwks_url, username_claim=claim)

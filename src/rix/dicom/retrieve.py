@@ -3,7 +3,10 @@
 Instances are sent as stored: when the peer accepted the stored transfer syntax, the
 stored file's Data Set bytes go out unchanged (byte-identical to what was received).
 Only when the peer accepted none of it is the instance decoded, and decompressed to
-Explicit VR Little Endian (transcoding only on request, DESIGN.md).
+Explicit VR Little Endian (transcoding only on request, DESIGN.md); and only when its
+identity must change on the way out (``rix.region.identity.outgoing``: the destination
+trust's patient ID, or outside media reconciled to a local record) is it decoded to
+carry that identity.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Plan:
     """What a retrieve sends, and the identity each patient's copies carry."""
 
     stored: list[queries.StoredInstance]
-    coercions: dict[int, identity.Coercion]
+    outgoing: identity.Outgoing
 
 
 def plan(
@@ -79,8 +82,8 @@ def plan(
                 raise Refused(
                     "not authorised: the patient's images are not shared with you", hidden
                 )
-        found = identity.coercions(conn, {s.patient_pk for s in stored}, destination)
-    return Plan(stored=stored, coercions=found)
+        outgoing = identity.outgoing(conn, stored, destination)
+    return Plan(stored=stored, outgoing=outgoing)
 
 
 def audit_retrieve(
@@ -232,8 +235,7 @@ def _sub_operations(
             yield QueryStatus.CANCEL, None
             return
         try:
-            coercion = planned.coercions.get(item.patient_pk)
-            yield QueryStatus.PENDING, load(archive, item, accepted(), coercion)
+            yield QueryStatus.PENDING, load(archive, item, accepted(), planned.outgoing.of(item))
         except (RixError, OSError, ValueError, RuntimeError) as exc:
             log.warning("retrieve sub-operation could not load", error=str(exc))
             failed = Dataset()
@@ -262,7 +264,7 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
         yield None, None  # 0xA801 Move Destination Unknown
         return
     refused: RixError | None = None
-    planned = Plan(stored=[], coercions={})
+    planned = Plan(stored=[], outgoing=identity.AS_STORED)
     try:
         planned = plan(archive, event.identifier, _model(event), principal, destination.trust)
     except RixError as exc:

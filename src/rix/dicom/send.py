@@ -55,12 +55,13 @@ def send(
     archive: Archive,
     destination: RemoteAE,
     stored: Sequence[queries.StoredInstance],
-    coercions: dict[int, identity.Coercion],
+    outgoing: identity.Outgoing,
     *,
     transfer_syntax: str = "",
     on_delivered: Callable[[queries.StoredInstance], None] = lambda _item: None,
 ) -> Sent:
-    """C-STORE ``stored`` to ``destination`` over one association."""
+    """C-STORE ``stored`` to ``destination`` over one association, each instance with
+    the identity ``outgoing`` gives it (as stored when none)."""
     settings = archive.settings
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.dicom_timeout
@@ -79,7 +80,7 @@ def send(
     sent = Sent()
     try:
         for item in stored:
-            status = _one(archive, assoc, item, coercions.get(item.patient_pk), transfer_syntax)
+            status = _one(archive, assoc, item, outgoing.of(item), transfer_syntax)
             if status == 0 or 0xB000 <= status <= 0xBFFF:  # success, or stored with a warning
                 sent.delivered.append(item.sop_uid)
                 on_delivered(item)
@@ -118,8 +119,9 @@ def copy_for(
     coercion: identity.Coercion | None,
     target: str = "",
 ) -> Dataset:
-    """A stored instance decoded for a destination: its trust's identity applied and,
-    when ``target`` is given, re-encoded in that transfer syntax (C-STORE and STOW-RS)."""
+    """A stored instance decoded for a destination: the identity it goes out with
+    (``identity.Outgoing.of``) applied and, when ``target`` is given, re-encoded in that
+    transfer syntax (C-STORE, STOW-RS, WADO-RS, export)."""
     with archive.store.open(item.storage_key) as f:
         ds = dcmread(f)
     if coercion is not None:

@@ -210,6 +210,7 @@ class StoredInstance:
     sha256: str
     study_uid: str
     patient_pk: int  # for the audit trail and identity on the way out (rix.region)
+    size: int  # of the stored file: a download's length is known before it starts
 
 
 def stored_instances(
@@ -224,6 +225,7 @@ def stored_instances(
         instances.c.sha256,
         studies.c.study_uid,
         patients.c.id.label("patient_pk"),
+        instances.c.size,
     ]
     query = _filtered(Level.IMAGE, columns, matches, scope).order_by(None)
     query = query.order_by(
@@ -240,11 +242,13 @@ def find(
     limit: int | None = None,
     offset: int = 0,
     scope: ColumnElement[bool] | None,
+    patient_pks: Sequence[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows of ``level`` matching every key; each row maps keyword → stored value.
 
     ``scope`` is the caller's access filter (``rix.access.scope``); every read takes one
-    so no front end can forget it.
+    so no front end can forget it. ``patient_pks`` limits the rows to these patient
+    records (a person's, for the viewer's regional QIDO).
     """
     allowed = set(levels_down_to(level))
     columns: list[Any] = []
@@ -252,6 +256,8 @@ def find(
         if attr.level in allowed:
             columns.append(TABLES[attr.level].c[attr.column].label(attr.keyword))
     query = _filtered(level, columns, matches, scope)
+    if patient_pks is not None:
+        query = query.where(patients.c.id.in_(list(patient_pks)))
     if limit is not None:
         query = query.limit(limit).offset(offset)
     for row in conn.execute(query):
@@ -349,3 +355,11 @@ def studies_of_records(
     if scope is not None:
         query = query.where(scope)
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def trust_of_study(conn: Connection, study_uid: str) -> int | None:
+    """The trust that holds a study (the owner the access policy filters on)."""
+    found: int | None = conn.execute(
+        select(studies.c.trust_pk).where(studies.c.study_uid == study_uid)
+    ).scalar()
+    return found

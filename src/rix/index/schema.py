@@ -145,6 +145,7 @@ instances = Table(
     Column("pixel_data_offset", BigInteger),
 )
 Index("ix_instances_series_pk", instances.c.series_pk)
+Index("ix_instances_received_at", instances.c.received_at)  # the status page's ingest rate
 
 instance_metadata = Table(
     "instance_metadata",
@@ -388,3 +389,39 @@ routing_rules = Table(
     Column("definition", Text, nullable=False),  # JSON of one [[rule]] (rix.routing.rules)
     Column("updated_at", Float, nullable=False),
 )
+
+
+# --- outside media reconciled to a trust's own records (rix.reconcile) ---
+
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # one outside patient of one browser upload (rix.uploads), and who chose the record
+    Column("upload_id", String(64), nullable=False),
+    Column("outside_key", String(32), nullable=False),  # write.OutsidePatient.key
+    _s("outside_patient_id"),
+    _s("outside_issuer"),  # as the media had it: often empty
+    Column("outside_name", Text, nullable=False, server_default=""),
+    _s("outside_birth_date", 16),
+    _s("outside_sex", 16),
+    # the local record the user chose: the instances are indexed under it
+    Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
+    Column("trust_pk", Integer, ForeignKey("trusts.id")),
+    Column("actor", String(128), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("upload_id", "outside_key", name="uq_reconciliations_upload_id"),
+)
+Index("ix_reconciliations_patient_pk", reconciliations.c.patient_pk)
+
+reconciled_instances = Table(
+    "reconciled_instances",
+    metadata,
+    # which stored instances carry an outside identity the index replaced (applied on the
+    # way out: rix.region.identity.reconciled); rebuilt by `rix reindex` from the file meta
+    Column(
+        "instance_pk", Integer, ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("reconciliation_pk", Integer, ForeignKey("reconciliations.id"), nullable=False),
+)
+Index("ix_reconciled_instances_reconciliation_pk", reconciled_instances.c.reconciliation_pk)

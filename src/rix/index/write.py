@@ -6,6 +6,7 @@ savepoint so one bad instance never fails its neighbours in the batch.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,9 +17,66 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from rix import parsing
 from rix.index.attributes import Level, stored_attributes
-from rix.index.schema import instance_conflicts, instances, patients, series, studies
+from rix.index.schema import (
+    instance_conflicts,
+    instances,
+    patients,
+    reconciled_instances,
+    reconciliations,
+    series,
+    studies,
+)
 from rix.region import mpi, nhs
 from rix.region.trusts import Trust
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutsidePatient:
+    """A patient as outside media name them. Two instances are the same outside patient
+    only when issuer, ID, name, birth date and sex all agree: a zip may hold two
+    hospitals' patients under one number, and the user reconciles each separately."""
+
+    patient_id: str
+    issuer: str
+    name: str
+    birth_date: str
+    sex: str
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> OutsidePatient:
+        return cls(
+            patient_id=parsing.text(ds, "PatientID"),
+            issuer=parsing.text(ds, "IssuerOfPatientID"),
+            name=parsing.text(ds, "PatientName"),
+            birth_date=parsing.text(ds, "PatientBirthDate"),
+            sex=parsing.text(ds, "PatientSex"),
+        )
+
+    @property
+    def key(self) -> str:
+        parts = (self.issuer, self.patient_id, self.name, self.birth_date, self.sex)
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciled:
+    """The local record a user chose for an outside patient (``rix.reconcile``): the
+    instance is indexed under it, and the stored file's meta carries it (with who chose
+    it, when, in which upload) so ``rix reindex`` indexes it there again."""
+
+    patient_id: str
+    issuer: str
+    name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    nhs_number: str = ""
+    upload: str
+    by: str
+    at: float
+
+    @property
+    def ref(self) -> str:
+        return f"{self.issuer}/{self.patient_id}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +88,7 @@ class InstanceRecord:
     series: dict[str, Any]
     instance: dict[str, Any]
     received_at: float = field(default_factory=time.time)
+    reconciliation: dict[str, Any] | None = None  # a ``reconciliations`` row, patient aside
 
     @property
     def sop_uid(self) -> str:
@@ -49,9 +108,12 @@ class InstanceRecord:
         received_at: float | None = None,
         trust: Trust | None = None,
         nhs_number: str | None = None,
+        reconciled: Reconciled | None = None,
     ) -> InstanceRecord:
         """``trust`` is the sender's: the owner of a new study, and the issuer of a
-        PatientID that arrives without one (the trust's own hospital number)."""
+        PatientID that arrives without one (the trust's own hospital number).
+        ``reconciled``: the local record to index the instance under instead of the
+        patient the dataset names (outside media, ``rix.reconcile``)."""
         values = {level: _level_values(ds, level) for level in Level}
         patient = values[Level.PATIENT]
         patient["patient_name_ci"] = name_key(patient["patient_name"])
@@ -60,6 +122,10 @@ class InstanceRecord:
         patient["nhs_number"] = found[:16]
         if trust is not None and not patient["issuer"]:
             patient["issuer"] = trust.issuer
+        reconciliation = None
+        if reconciled is not None:
+            reconciliation = _reconciliation(ds, reconciled, trust)
+            patient.update(_local_patient(reconciled, reconciliation["outside_patient_id"]))
         study = values[Level.STUDY]
         study["referring_physician_name_ci"] = name_key(study["referring_physician_name"])
         study["trust_pk"] = None if trust is None else trust.pk
@@ -80,7 +146,40 @@ class InstanceRecord:
             series=values[Level.SERIES],
             instance=instance,
             received_at=time.time() if received_at is None else received_at,
+            reconciliation=reconciliation,
         )
+
+
+def _local_patient(reconciled: Reconciled, outside_id: str) -> dict[str, Any]:
+    """Patient columns of the chosen record: used only if the index lacks it (a reindex
+    into an empty index); otherwise the record is found by (issuer, ID) and kept."""
+    return {
+        "patient_id": reconciled.patient_id,
+        "issuer": reconciled.issuer,
+        "patient_name": reconciled.name,
+        "patient_name_ci": name_key(reconciled.name),
+        "birth_date": reconciled.birth_date,
+        "birth_time": "",
+        "sex": reconciled.sex,
+        "nhs_number": reconciled.nhs_number[:16],
+        "other_patient_ids": outside_id,
+    }
+
+
+def _reconciliation(ds: Dataset, reconciled: Reconciled, trust: Trust | None) -> dict[str, Any]:
+    outside = OutsidePatient.from_dataset(ds)
+    return {
+        "upload_id": reconciled.upload[:64],
+        "outside_key": outside.key,
+        "outside_patient_id": outside.patient_id[:64],
+        "outside_issuer": outside.issuer[:64],
+        "outside_name": outside.name,
+        "outside_birth_date": outside.birth_date[:16],
+        "outside_sex": outside.sex[:16],
+        "trust_pk": None if trust is None else trust.pk,
+        "actor": reconciled.by[:128],
+        "created_at": reconciled.at,
+    }
 
 
 def name_key(name: str) -> str:
@@ -177,6 +276,7 @@ class IndexCache:
     studies: dict[str, int] = field(default_factory=dict)
     series: dict[str, int] = field(default_factory=dict)
     study_lists: dict[int, tuple[set[str], set[str]]] = field(default_factory=dict)
+    reconciliations: dict[tuple[str, str], int] = field(default_factory=dict)
     limit: int = 200_000
 
     def trim(self) -> None:
@@ -186,6 +286,7 @@ class IndexCache:
     def clear(self) -> None:
         for table in (self.patients, self.studies, self.series, self.study_lists):
             table.clear()
+        self.reconciliations.clear()
 
 
 def add_instances(
@@ -214,6 +315,7 @@ def add_instances(
     new_rows: list[dict[str, Any]] = []
     counts = _Counts()
     first_in_batch: dict[str, InstanceRecord] = {}
+    links: dict[str, int] = {}  # SOP Instance UID → reconciliation
     for record in records:
         previous = known.get(record.sop_uid)
         if previous is not None or record.sop_uid in first_in_batch:
@@ -226,6 +328,8 @@ def add_instances(
             continue
         first_in_batch[record.sop_uid] = record
         patient_pk = _patient_pk(conn, record.patient, cache)
+        if record.reconciliation is not None:
+            links[record.sop_uid] = _reconciliation_pk(conn, record, patient_pk, cache)
         study_pk, new_study = _study_pk(conn, record.study, patient_pk, record.received_at, cache)
         series_pk, new_series = _series_pk(conn, record.series, study_pk, record.received_at, cache)
         new_rows.append(
@@ -237,7 +341,57 @@ def add_instances(
     if new_rows:
         conn.execute(insert(instances), new_rows)
         counts.apply(conn, cache)
+        _link_reconciled(conn, links)
     return results
+
+
+def _reconciliation_pk(
+    conn: Connection, record: InstanceRecord, patient_pk: int, cache: IndexCache
+) -> int:
+    """The reconciliation row of the record's upload and outside patient, added by its
+    first instance; the local record then also lists the outside ID among its others."""
+    values = record.reconciliation
+    assert values is not None
+    key = (values["upload_id"], values["outside_key"])
+    if key in cache.reconciliations:
+        return cache.reconciliations[key]
+    pk = conn.execute(
+        select(reconciliations.c.id).where(
+            reconciliations.c.upload_id == key[0], reconciliations.c.outside_key == key[1]
+        )
+    ).scalar()
+    if pk is None:
+        result = conn.execute(insert(reconciliations).values(patient_pk=patient_pk, **values))
+        pk = _new_pk(result.inserted_primary_key)
+        _add_other_id(conn, patient_pk, values["outside_patient_id"])
+    cache.reconciliations[key] = int(pk)
+    return int(pk)
+
+
+def _add_other_id(conn: Connection, patient_pk: int, other_id: str) -> None:
+    """C-FIND and QIDO by the outside ID (Other Patient IDs) find the local record."""
+    current = conn.execute(
+        select(patients.c.other_patient_ids).where(patients.c.id == patient_pk)
+    ).scalar_one()
+    ids = [v for v in str(current).split("\\") if v]
+    if other_id and other_id not in ids:
+        conn.execute(
+            update(patients)
+            .where(patients.c.id == patient_pk)
+            .values(other_patient_ids="\\".join([*ids, other_id]))
+        )
+
+
+def _link_reconciled(conn: Connection, links: dict[str, int]) -> None:
+    if not links:
+        return
+    rows = conn.execute(
+        select(instances.c.id, instances.c.sop_uid).where(instances.c.sop_uid.in_(list(links)))
+    )
+    conn.execute(
+        insert(reconciled_instances),
+        [{"instance_pk": r.id, "reconciliation_pk": links[r.sop_uid]} for r in rows],
+    )
 
 
 def _existing(

@@ -425,9 +425,12 @@ def listing(
     return [_job(r) for r in conn.execute(query)]
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
-    return {str(state): int(n) for state, n in rows}
+def counts(conn: Connection, *, trust_pk: int | None = None) -> dict[str, int]:
+    """How many jobs are in each state, of one trust or of all."""
+    query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+    if trust_pk is not None:
+        query = query.where(jobs.c.trust_pk == trust_pk)
+    return {str(state): int(n) for state, n in conn.execute(query)}
 
 
 def children_progress(conn: Connection, parent_pk: int) -> tuple[int, int, int]:

@@ -102,7 +102,7 @@ def run(ctx: Context) -> None:
             raise Permanent(f"study {study_uid} is not in the archive")
         already = acknowledged(conn, destination.key, [s.sop_uid for s in stored])
         trust, remote = _destination_trust(ctx, destination)
-        coercions = identity.coercions(conn, {s.patient_pk for s in stored}, trust)
+        outgoing = identity.outgoing(conn, stored, trust)
     todo = [s for s in stored if s.sop_uid not in already]
     tally = _Tally(ctx, destination.key, total=len(stored), done=len(stored) - len(todo))
     tally.report(force=True)
@@ -113,14 +113,14 @@ def run(ctx: Context) -> None:
                 ctx.archive,
                 remote,
                 todo,
-                coercions,
+                outgoing,
                 transfer_syntax=destination.transfer_syntax,
                 on_delivered=tally.delivered,
             )
             refused = sent.refused
         elif todo:
             refused = stow.send(
-                ctx.archive, destination, todo, coercions, on_delivered=tally.delivered
+                ctx.archive, destination, todo, outgoing, on_delivered=tally.delivered
             )
     finally:
         tally.report(force=True)

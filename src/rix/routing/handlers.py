@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rix import reconcile
 from rix.jobs.worker import Handler
 from rix.routing import deliver, notify, prefetch, stability, transfer
 
@@ -11,4 +12,6 @@ HANDLERS: dict[str, Handler] = {
     transfer.KIND: transfer.run,
     prefetch.KIND: prefetch.run,
     notify.KIND: notify.run,
+    reconcile.KIND: reconcile.run,
+    reconcile.EXPIRE_KIND: reconcile.expire,
 }

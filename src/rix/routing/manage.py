@@ -12,11 +12,12 @@ from rix import access, audit
 from rix.access import Principal, PrincipalKind
 from rix.archive import Archive
 from rix.auth.users import Role
-from rix.errors import AccessDenied
+from rix.errors import AccessDenied, NotFound
+from rix.index import aes, queries
 from rix.index.database import begin_write
 from rix.jobs import queue
 from rix.jobs.queue import Job, State
-from rix.routing import rules
+from rix.routing import deliver, rules
 
 ADMINS = (Role.REGION_ADMIN, Role.TRUST_ADMIN)
 
@@ -134,3 +135,38 @@ def as_dict(job: Job) -> dict[str, Any]:
         "total": job.total,
         "last_error": job.last_error,
     }
+
+
+def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title: str) -> int:
+    """Queue a study the caller may see for a DICOM destination of their trust (the
+    portal's "send"); the request is audited here, each delivery by the send job."""
+    peer = aes.get(archive.engine, ae_title)
+    if peer is None:
+        raise NotFound(f"no DICOM destination {ae_title!r}")
+    access.require_send(principal, peer.trust.code if peer.trust is not None else "")
+    with begin_write(archive.engine) as conn:
+        patient = queries.patient_of_study(conn, study_uid, scope=access.scope(principal))
+        if patient is None:
+            raise NotFound("no such study")
+        pk = deliver.schedule(
+            conn,
+            study_uid=study_uid,
+            destination=rules.Destination(ae=peer.title),
+            priority=queue.Priority.URGENT,
+            reason=f"sent by {principal.name}",
+            requested_by=principal.name,
+            trust_pk=principal.trust.pk if principal.trust is not None else None,
+        )
+        touched = access.Touched(
+            study_uid=study_uid, patient=patient.ref, nhs_number=patient.nhs_number
+        )
+        access.record_in(
+            conn,
+            principal,
+            audit.Kind.TRANSFER,
+            audit.Outcome.SUCCESS,
+            touched,
+            {"requested": True, "destination": peer.title, "job": pk},
+        )
+    return pk
+

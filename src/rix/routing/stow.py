@@ -36,7 +36,7 @@ def send(
     archive: Archive,
     destination: Destination,
     stored: Sequence[queries.StoredInstance],
-    coercions: dict[int, identity.Coercion],
+    outgoing: identity.Outgoing,
     *,
     on_delivered: Callable[[queries.StoredInstance], None],
 ) -> list[tuple[str, int]]:
@@ -52,7 +52,7 @@ def send(
     with httpx.Client(timeout=timeout, headers=headers) as client:
         for start in range(0, len(stored), BATCH):
             batch = stored[start : start + BATCH]
-            stored_uids, failed = _post(client, destination, archive, batch, coercions)
+            stored_uids, failed = _post(client, destination, archive, batch, outgoing)
             for item in batch:
                 if item.sop_uid in stored_uids:
                     on_delivered(item)
@@ -65,11 +65,11 @@ def _post(
     destination: Destination,
     archive: Archive,
     batch: Sequence[queries.StoredInstance],
-    coercions: dict[int, identity.Coercion],
+    outgoing: identity.Outgoing,
 ) -> tuple[set[str], list[tuple[str, int]]]:
     url = destination.stow
     boundary = uuid.uuid4().hex
-    body = _body(archive, batch, coercions, destination.transfer_syntax, boundary)
+    body = _body(archive, batch, outgoing, destination.transfer_syntax, boundary)
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     try:
         response = client.post(
@@ -89,7 +89,7 @@ def _post(
 def _body(
     archive: Archive,
     batch: Sequence[queries.StoredInstance],
-    coercions: dict[int, identity.Coercion],
+    outgoing: identity.Outgoing,
     target: str,
     boundary: str,
 ) -> Iterator[bytes]:
@@ -97,7 +97,7 @@ def _body(
     identity or transfer syntax asks for a re-encoded copy."""
     for item in batch:
         yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        coercion = coercions.get(item.patient_pk)
+        coercion = outgoing.of(item)
         if coercion is None and target in ("", item.transfer_syntax):
             with archive.store.open(item.storage_key) as f:
                 while chunk := f.read(CHUNK):

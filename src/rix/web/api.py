@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import Connection
 
 from rix import access, audit
 from rix.access import Principal
@@ -19,8 +18,9 @@ from rix.archive import Archive
 from rix.auth import users
 from rix.auth.users import Role, parse_roles
 from rix.errors import Conflict
-from rix.index import aes, queries
+from rix.index import aes
 from rix.region import admin, mpi, trusts
+from rix.region import timeline as timeline_of
 from rix.web.auth import principal_of
 from rix.web.dicomweb.errors import archive_of
 
@@ -350,57 +350,8 @@ def timeline(
     (break-glass, or a relationship, opens them). Other trusts are never named."""
     archive, principal = _me(request)
     PatientNamed(nhs_number=nhs_number, patient=patient).check()
-    with archive.engine.connect() as conn:
-        records = _records(conn, nhs_number, patient)
-        seen = queries.studies_of_records(conn, records, scope=access.scope(principal))
-        every = queries.studies_of_records(conn, records, scope=None)
-        by_pk = {t.pk: t.code for t in trusts.all_trusts(conn)}
-        partners = set()
-        if principal.trust is not None:
-            partners = set(conn.execute(trusts.partners(principal.trust.pk)).scalars())
-    shown = {s["study_uid"] for s in seen}
-    hidden = sorted(
-        {
-            by_pk[s["trust_pk"]]
-            for s in every
-            if s["study_uid"] not in shown and s["trust_pk"] in partners
-        }
-    )
-    studies_out = [
-        {
-            "study_uid": s["study_uid"],
-            "date": s["study_date"],
-            "description": s["study_description"],
-            "accession": s["accession_number"],
-            "modalities": [m for m in s["modalities"].split("\\") if m],
-            "series": s["num_series"],
-            "instances": s["num_instances"],
-            "trust": by_pk.get(s["trust_pk"], ""),
-            "patient": f"{s['issuer']}/{s['patient_id']}",
-        }
-        for s in seen
-    ]
-    touched = access.Touched(patient=patient, nhs_number=nhs_number)
-    access.record(
-        archive.writer.post,
-        principal,
-        audit.Kind.QUERY,
-        audit.Outcome.SUCCESS,
-        touched,
-        {"timeline": True, "studies": len(studies_out), "hidden_at": hidden},
-    )
-    return {"studies": studies_out, "hidden_at": hidden}
-
-
-def _records(conn: Connection, nhs_number: str, patient: str) -> list[int]:
-    """The records of the person named; a record linked to nobody is a person alone."""
-    if nhs_number:
-        person = mpi.find_person(conn, nhs_number)
-        return [] if person is None else [r.pk for r in mpi.records_of_person(conn, person)]
-    rec = mpi.find_record(conn, patient)
-    if rec.person_pk is None:
-        return [rec.pk]
-    return [r.pk for r in mpi.records_of_person(conn, rec.person_pk)]
+    found = timeline_of.of_person(archive, principal, nhs_number=nhs_number, patient=patient)
+    return {"studies": found.studies, "hidden_at": found.hidden_at}
 
 
 @router.get("/audit", summary="Audit search (auditors and region administrators)")

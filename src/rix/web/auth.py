@@ -21,6 +21,7 @@ from rix.auth import identify
 from rix.auth.credentials import CredentialKind
 from rix.errors import AccessDenied, NotFound, Unauthenticated
 from rix.index import queries
+from rix.web import csrf
 from rix.web.dicomweb.errors import archive_of, check_uids
 
 SESSION_COOKIE = "rix_session"
@@ -34,7 +35,21 @@ def source_of(request: Request) -> str:
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller as a principal, or 401 (audited: failed sign-ins are security events)."""
+    """The caller as a principal, or 401 (audited: failed sign-ins are security events).
+
+    A browser's session cookie is sent with any request, even one a hostile page makes, so
+    an unsafe method authenticated by it also needs the session's CSRF token in the
+    ``X-CSRF-Token`` header (``rix.web.csrf``); portal forms, which send it as a form
+    field, use ``caller`` and check it themselves.
+    """
+    principal = caller(request)
+    if request.method not in csrf.SAFE_METHODS and not request.headers.get("authorization"):
+        csrf.check(request, request.cookies.get(SESSION_COOKIE, ""))
+    return principal
+
+
+def caller(request: Request) -> Principal:
+    """The caller as a principal, or 401; no CSRF check (see ``authenticate``)."""
     known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:
         return known
@@ -102,10 +117,14 @@ def authorize_study(request: Request) -> None:
     """Dependency of every route naming a study: 404 if there is none, 403 if the
     principal may not see it (both audited), and one retrieve or view event."""
     study_uid = request.path_params.get("study") or request.query_params.get("studyUID")
-    if not study_uid:
-        return
+    if study_uid:
+        check_study(request, study_uid)
+
+
+def check_study(request: Request, study_uid: str) -> None:
+    """``authorize_study`` for a study named some other way (an IID launch's list)."""
     check_uids(study_uid)
-    principal = authenticate(request)
+    principal = caller(request)
     archive = archive_of(request)
     kind = audit.Kind.VIEW if is_view(request.url.path) else audit.Kind.RETRIEVE
     # checked on every request, frames included: a withdrawn agreement or relationship

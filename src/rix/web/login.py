@@ -3,11 +3,11 @@
 A successful sign-in sets an HttpOnly, SameSite=Lax session cookie holding a random
 secret (``rix.auth.credentials``) that lasts ``session_hours``; every attempt, good or
 bad, is audited. The portal builds on this; scripts use API tokens or OIDC instead.
+Single sign-on (``rix.web.oidc_login``) ends in the same ``start_session`` and ``refuse``.
 """
 
 from __future__ import annotations
 
-import html
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -16,29 +16,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from rix import access, audit
 from rix.access import Principal, PrincipalKind
+from rix.archive import Archive
 from rix.auth import credentials, identify
 from rix.auth.credentials import CredentialKind
-from rix.errors import Unauthenticated
+from rix.auth.users import User
+from rix.errors import AccessDenied, Unauthenticated
 from rix.index.database import begin_write
+from rix.web import csrf
 from rix.web.auth import SESSION_COOKIE, source_of
 from rix.web.dicomweb.errors import archive_of
+from rix.web.portal import pages
 
 router = APIRouter(tags=["sign-in"])
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rix: sign in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto}}
-label,input,button{{display:block;width:100%;margin:.4rem 0}}.error{{color:#b00020}}</style>
-</head><body><h1>rix</h1><p>Regional Imaging eXchange</p>{error}
-<form method="post" action="/login">
-<input type="hidden" name="next" value="{next}">
-<label>User name <input name="username" autocomplete="username" required autofocus></label>
-<label>Password <input name="password" type="password" autocomplete="current-password"
-required></label><button type="submit">Sign in</button></form></body></html>"""
 
-
-def _safe_next(value: str) -> str:
+def safe_next(value: str) -> str:
     """Only a path on this site: an open redirect would help phishing."""
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
@@ -48,31 +40,41 @@ def _safe_next(value: str) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse, summary="The sign-in page (public)")
-def login_page(next: str = "/") -> HTMLResponse:
-    return HTMLResponse(PAGE.format(error="", next=html.escape(_safe_next(next))))
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return _page(request, error="", target=safe_next(next))
+
+
+def _page(request: Request, *, error: str, target: str, status: int = 200) -> HTMLResponse:
+    """The sign-in page; it offers single sign-on when rix is an OIDC client."""
+    sso = bool(archive_of(request).settings.oidc_client_id)
+    context = {"error": error, "next": target, "sso": sso}
+    return pages.render(request, "login.html", context, status=status)
 
 
 @router.post("/login", summary="Sign in with a user name and password (public)")
 async def login(request: Request) -> Response:
+    if not csrf.same_origin(request):  # login CSRF: signing a victim in as someone else
+        raise AccessDenied("sign in from rix's own sign-in page")
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     username = form.get("username", [""])[0]
     password = form.get("password", [""])[0]
-    target = _safe_next(form.get("next", ["/"])[0])
+    target = safe_next(form.get("next", ["/"])[0])
     archive = archive_of(request)
-    source = source_of(request)
     try:
         user = await run_in_threadpool(identify.by_password, archive.engine, username, password)
     except Unauthenticated:
-        someone = Principal(kind=PrincipalKind.USER, name=username[:128], source=source)
-        await run_in_threadpool(
-            access.record_login, archive.writer.submit, someone, audit.Outcome.REFUSED, "password"
+        error = "User name or password not recognised."
+        return await refuse(
+            request, via="password", name=username[:128], error=error, target=target
         )
-        error = '<p class="error">User name or password not recognised.</p>'
-        page = PAGE.format(error=error, next=html.escape(target))
-        # RFC 9110 15.5.2: a 401 names a scheme; scripts use bearer tokens
-        return HTMLResponse(
-            page, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="rix"'}
-        )
+    return await start_session(request, user, via="password", target=target)
+
+
+async def start_session(request: Request, user: User, *, via: str, target: str) -> Response:
+    """Sign the browser in as ``user``, however it proved who it is (``via``: password,
+    oidc): a new session secret in an HttpOnly, SameSite=Lax cookie (Secure under TLS)
+    lasting ``session_hours``, the sign-in audited, and a 303 to ``target``."""
+    archive = archive_of(request)
     lifetime = archive.settings.session_hours * 3600
 
     def issue() -> str:
@@ -82,9 +84,9 @@ async def login(request: Request) -> Response:
             )
 
     secret = await run_in_threadpool(issue)
-    principal = Principal.of_user(user, source)
+    principal = Principal.of_user(user, source_of(request))
     await run_in_threadpool(
-        access.record_login, archive.writer.submit, principal, audit.Outcome.SUCCESS, "password"
+        access.record_login, archive.writer.submit, principal, audit.Outcome.SUCCESS, via
     )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -99,14 +101,43 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def refuse(
+    request: Request,
+    *,
+    via: str,
+    error: str,
+    target: str,
+    name: str = "",
+    status: int = 401,
+    **detail: str,
+) -> HTMLResponse:
+    """A failed sign-in: audited (``detail`` says why, never with a secret in it) and
+    answered with the sign-in page showing ``error``."""
+    archive = archive_of(request)
+    someone = Principal(kind=PrincipalKind.USER, name=name, source=source_of(request))
+    await run_in_threadpool(
+        access.record_login, archive.writer.submit, someone, audit.Outcome.REFUSED, via, **detail
+    )
+    page = _page(request, error=error, target=target, status=status)
+    if status == 401:
+        # RFC 9110 15.5.2: a 401 names a scheme; scripts use bearer tokens
+        page.headers["WWW-Authenticate"] = 'Bearer realm="rix"'
+    return page
+
+
 @router.post("/logout", summary="Sign out: the session ends here and now")
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
     archive = archive_of(request)
     secret = request.cookies.get(SESSION_COOKIE, "")
     if secret:
-        with begin_write(archive.engine) as conn:
-            credentials.revoke(conn, secret)
-        identify.RECENT.forget()
+        await pages.form_of(request)  # the CSRF check: no page elsewhere signs you out
+        await run_in_threadpool(_end_session, archive, secret)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+def _end_session(archive: Archive, secret: str) -> None:
+    with begin_write(archive.engine) as conn:
+        credentials.revoke(conn, secret)
+    identify.RECENT.forget()

@@ -42,10 +42,9 @@ def wado_uri(
     content = contentType.split(",", maxsplit=1)[0].strip().lower()
     if content == "application/dicom":
         wanted = params.get("transferSyntax", item.transfer_syntax)
-        if wanted == item.transfer_syntax:
-            body = wado.chunks(archive, item.storage_key)
-        else:
-            body = iter([wado.transcoded(archive, item, wanted)])
+        # outside media reconciled to a local record leave under that record's identity
+        correction = wado.corrections(archive, [item]).of(item)
+        body, _syntax = wado.served(archive, item, wanted, correction, fallback=False)
         return StreamingResponse(
             body, media_type="application/dicom", headers={"Cache-Control": wado.IMMUTABLE}
         )

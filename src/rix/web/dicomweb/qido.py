@@ -14,13 +14,15 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydicom.datadict import keyword_for_tag
+from sqlalchemy import Connection
 
 from rix import access
 from rix.access import Principal
 from rix.archive import Archive
-from rix.errors import InvalidQuery
+from rix.errors import InvalidQuery, NotFound
 from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
+from rix.region import mpi
 from rix.web.auth import principal_of
 from rix.web.dicomweb import dicomjson, media
 from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
@@ -260,30 +262,64 @@ def _retrieve_url(row: Mapping[str, Any], base_url: str) -> str:
     return url
 
 
-def search(archive: Archive, query: QidoQuery, principal: Principal) -> list[dict[str, Any]]:
+def search(
+    archive: Archive, query: QidoQuery, principal: Principal, *, regional: bool = False
+) -> list[dict[str, Any]]:
+    """The rows matching ``query`` that ``principal`` may see. ``regional``: the viewer's
+    QIDO (``regional_router``), where a PatientID of the form ``issuer/ID`` names a record
+    and matches every record of its person (``rix.region.mpi``)."""
+    matches, patient_pks = query.matches, None
     with archive.engine.connect() as conn:
+        if regional:
+            matches, patient_pks = _person_of(conn, matches)
         try:
             rows = list(
                 queries.find(
                     conn,
                     query.level,
-                    query.matches,
+                    matches,
                     limit=query.limit,
                     offset=query.offset,
                     scope=access.scope(principal),
+                    patient_pks=patient_pks,
                 )
             )
         except InvalidQuery as exc:
             raise BadRequest(exc.reason) from exc
     access.record_query(archive.writer.post, principal, query.level, query.matches, rows)
+    if regional:
+        for row in rows:
+            if "PatientID" in row:
+                row["PatientID"] = f"{row.get('IssuerOfPatientID', '')}/{row['PatientID']}"
     return rows
+
+
+def _person_of(
+    conn: Connection, matches: list[queries.Match]
+) -> tuple[list[queries.Match], list[int] | None]:
+    """A PatientID key ``issuer/ID`` (no wildcard) becomes the records of that record's
+    person; an unknown record matches nothing. Other keys are left as they are."""
+    for match in matches:
+        value = match.value
+        if match.attribute.keyword != "PatientID" or "/" not in value or "*" in value:
+            continue
+        rest = [m for m in matches if m is not match]
+        try:
+            record = mpi.find_record(conn, value)
+        except NotFound:
+            return rest, []
+        if record.person_pk is None:
+            return rest, [record.pk]
+        return rest, [r.pk for r in mpi.records_of_person(conn, record.person_pk)]
+    return matches, None
 
 
 def answer(request: Request, archive: Archive, level: Level, fixed: dict[str, str]) -> Response:
     check_uids(*fixed.values())
     check_accept(request, (DICOM_JSON, "application/json"))
     query = parse(list(request.query_params.multi_items()), level, fixed)
-    rows = search(archive, query, principal_of(request))
+    regional = bool(getattr(request.state, "regional", False))
+    rows = search(archive, query, principal_of(request), regional=regional)
     base = str(request.base_url).rstrip("/") + "/dicomweb"
     body = json.dumps([to_json(r, query.fields, base) for r in rows], ensure_ascii=False)
     headers: dict[str, str] = {}
@@ -310,6 +346,16 @@ COMMON_PARAMS: dict[str, Any] = {
 
 
 router = APIRouter(tags=["QIDO-RS"])
+
+
+def regional_mount(request: Request) -> None:
+    """Dependency of the second mount of ``router`` under ``/dicomweb/regional``: the
+    OHIF viewer's QIDO root. OHIF finds a patient's other studies by asking for the
+    PatientID of the study open (``/studies?00100020=...``, OHIF-NOTES); in a region
+    those are under other trusts' IDs, and a bare ID is ambiguous across trusts. There,
+    answers give PatientID as ``issuer/ID``, and that form asked back matches the whole
+    person, as far as the caller may see (the scope applies as everywhere)."""
+    request.state.regional = True
 DOC = (
     "Any attribute keyword or tag is a matching key, with C-FIND matching: `*`/`?` "
     "wildcards, `a-b` date ranges, comma-separated UID lists."

@@ -4,6 +4,11 @@ Instances stream from the object store in 1 MiB chunks, so a 2 GB study never si
 memory; metadata comes from the JSON built after ingest (``rix.metadata``); frames are
 read at the byte offsets recorded at ingest (``rix.frames``). Transcoding happens only
 when the Accept header asks for a syntax that is not the stored one.
+
+Outside media reconciled to a local record (``rix.reconcile``) are stored naming the
+outside patient; an instance retrieved carries the local record's identity, as its
+metadata does, the outside ID in Other Patient IDs Sequence (``rix.region.identity``).
+Those instances alone are decoded and re-encoded; every other one streams as stored.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from sqlalchemy import select
 
 from rix import frames, metadata, rendering, transcode
 from rix.archive import Archive
+from rix.dicom.send import copy_for
 from rix.errors import InvalidQuery, NotFound, RixError
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.schema import instance_metadata, instances, series, studies
+from rix.region import identity
 from rix.web.dicomweb import media
 from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of, check_uids
 
@@ -83,16 +90,55 @@ def check_producible(found: list[queries.StoredInstance], target: str) -> None:
         raise NotAcceptable(f"rix does not encode {UID(target).name}; ask for it as stored (*)")
 
 
-def transcoded(archive: Archive, item: queries.StoredInstance, target: str) -> bytes:
-    """The instance re-encoded in ``target``; only uncompressed targets are produced."""
+def transcoded(
+    archive: Archive,
+    item: queries.StoredInstance,
+    target: str,
+    correction: identity.Coercion | None = None,
+) -> bytes:
+    """The instance re-encoded in ``target`` (only uncompressed targets are produced, or
+    the stored syntax), with ``correction`` applied."""
     check_producible([item], target)
-    with archive.store.open(item.storage_key) as f:
-        ds = dcmread(f)
     try:
-        transcode.to_syntax(ds, target)
+        ds = copy_for(archive, item, correction, "" if target == item.transfer_syntax else target)
     except transcode.CannotTranscode as exc:
         raise NotAcceptable(str(exc)) from exc
     return transcode.encoded(ds)
+
+
+def corrections(archive: Archive, found: list[queries.StoredInstance]) -> identity.Outgoing:
+    """The identity each instance is served with: a user or a script reads the archive's
+    own (no destination trust), so only reconciled outside media change. One query."""
+    with archive.engine.connect() as conn:
+        return identity.outgoing(conn, found, None)
+
+
+def served(
+    archive: Archive,
+    item: queries.StoredInstance,
+    wanted: str,
+    correction: identity.Coercion | None,
+    *,
+    fallback: bool,
+) -> tuple[Iterator[bytes], str]:
+    """One instance's Part 10 bytes in ``wanted`` (``*``: as stored), and their syntax:
+    the stored file streamed unless the syntax or the identity must change. With
+    ``fallback``, an instance that cannot be decompressed once a 200 has started goes in
+    its stored syntax (identity still corrected): a stream cut short would lose every
+    instance after it."""
+    stored_ts = item.transfer_syntax
+    target = stored_ts if wanted == "*" else wanted
+    if correction is None and target == stored_ts:
+        return chunks(archive, item.storage_key), stored_ts
+    try:
+        return iter([transcoded(archive, item, target, correction)]), target
+    except NotAcceptable as exc:
+        if not fallback:
+            raise
+        log.warning("instance sent in its stored syntax", reason=exc.reason[:200])
+    if correction is None:
+        return chunks(archive, item.storage_key), stored_ts
+    return iter([transcoded(archive, item, stored_ts, correction)]), stored_ts
 
 
 def retrieve(request: Request, archive: Archive, found: list[queries.StoredInstance]) -> Response:
@@ -101,26 +147,19 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
     single = len(found) == 1 and any(a.media_type == "application/dicom" for a in accepts)
     wanted = choice.transfer_syntax or media.EXPLICIT_LE
     check_producible(found, wanted)
-    tag = etag(found, wanted)
+    outgoing = corrections(archive, found)
+    variant = wanted  # a reconciliation changes what is sent, not the stored sha256
+    if outgoing.by_instance:
+        variant += repr(sorted(outgoing.by_instance.items()))
+    tag = etag(found, variant)
     cache = IMMUTABLE if len(found) == 1 else REVALIDATE
     if not_modified(request, tag):
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache, **VARY})
     mark = media.boundary()
 
     def parts(fallback: bool) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
-        """With ``fallback``, an instance that cannot be decompressed once the 200 has
-        started is sent as stored, its part labelled with its own transfer syntax:
-        a stream cut short would lose every instance after it."""
         for item in found:
-            body: Iterator[bytes] = chunks(archive, item.storage_key)
-            ts = item.transfer_syntax
-            if wanted not in ("*", item.transfer_syntax):
-                try:
-                    body, ts = iter([transcoded(archive, item, wanted)]), wanted
-                except NotAcceptable as exc:
-                    if not fallback:
-                        raise
-                    log.warning("instance sent as stored", reason=exc.reason[:200])
+            body, ts = served(archive, item, wanted, outgoing.of(item), fallback=fallback)
             yield {"Content-Type": f"application/dicom; transfer-syntax={ts}"}, body
 
     if single and choice.media_type == "application/dicom":

@@ -1,0 +1,158 @@
+"""The status page: what the archive holds, how fast it is receiving, the job queue, and
+what went wrong lately, for administrators (region-wide for a region administrator, their
+own trust's for a trust administrator).
+
+The ingest rate is drawn as an SVG bar chart computed here and written by the template:
+no script, and no ``style`` attribute (the pages' ``style-src 'self'`` forbids them);
+bars are coloured by SVG presentation attributes and the portal's stylesheet. The recent
+refused and failed audit events may name patients as the audit trail holds them, so
+reading them is itself an audited query.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from rix import access, audit
+from rix.access import Principal
+from rix.auth.users import Role
+from rix.index import statistics
+from rix.jobs import queue
+from rix.jobs.queue import State
+from rix.store.files import FileStore
+from rix.web.dicomweb.errors import archive_of
+from rix.web.portal import pages
+
+router = APIRouter(include_in_schema=False)
+User = Annotated[Principal, Depends(pages.user)]
+PROBLEM_DAYS = 7  # how far back the page looks for refused and failed events
+BAR_WIDTH = 20  # SVG user units per hour
+BAR_HEIGHT = 120  # the tallest bar
+LABEL_ROOM = 20  # below the bars, for the hour labels
+
+
+def own_trust(principal: Principal) -> int | None:
+    """The trust whose figures ``principal`` sees: None (all) for a region administrator;
+    -1 (nothing) for anyone without a trust."""
+    if Role.REGION_ADMIN in principal.roles or principal.kind is access.PrincipalKind.SYSTEM:
+        return None
+    return principal.trust.pk if principal.trust is not None else -1
+
+
+def when(moment: float | None) -> str:
+    """A time as people read it here: 7 Mar 2026 14:05 (the server's local time)."""
+    if moment is None:
+        return ""
+    return time.strftime("%-d %b %Y %H:%M", time.localtime(moment))
+
+
+def size_text(count: int) -> str:
+    """Bytes in decimal units, as disks are sold: 1.5 GB."""
+    if count < 1000:
+        return f"{count} bytes"
+    units = ("kB", "MB", "GB", "TB")
+    value, step = count / 1000, 0
+    while value >= 1000 and step < len(units) - 1:
+        value, step = value / 1000, step + 1
+    return f"{value:.1f} {units[step]}"
+
+
+def gist(detail: dict[str, Any]) -> str:
+    """One line of an audit event's detail: its reason when it has one."""
+    if isinstance(detail.get("reason"), str):
+        return str(detail["reason"])[:300]
+    text = "; ".join(f"{k}: {v}" for k, v in sorted(detail.items()))
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bar:
+    """One hour's bar, in SVG user units (y grows downwards)."""
+
+    x: int
+    y: int
+    height: int
+    count: int
+    label: str  # the hour, e.g. 14:00
+    tick: bool  # whether the hour is labelled under the axis
+
+
+def bars(hours: list[statistics.HourCount]) -> list[Bar]:
+    """The ingest chart's bars: the busiest hour is ``BAR_HEIGHT`` tall; an hour with any
+    arrival at least 2 units, so it is never drawn as none."""
+    top = max((h.instances for h in hours), default=0)
+    drawn = []
+    for i, hour in enumerate(hours):
+        height = 0 if top == 0 else round(hour.instances / top * BAR_HEIGHT)
+        if hour.instances:
+            height = max(height, 2)
+        drawn.append(
+            Bar(
+                x=i * BAR_WIDTH + 2,
+                y=BAR_HEIGHT - height,
+                height=height,
+                count=hour.instances,
+                label=time.strftime("%H:00", time.localtime(hour.start)),
+                tick=i % 6 == 0 or i == len(hours) - 1,
+            )
+        )
+    return drawn
+
+
+def _free_space(request: Request) -> int | None:
+    store = archive_of(request).store
+    if not isinstance(store, FileStore):
+        return None
+    return shutil.disk_usage(store.root).free
+
+
+@router.get("/status", response_class=HTMLResponse)
+def status_page(request: Request, me: User) -> Response:
+    access.require_role(me, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    archive = archive_of(request)
+    trust_pk = own_trust(me)
+    archive.writer.flush()  # audit events of reads are queued: show the latest refusals
+    since = time.time() - PROBLEM_DAYS * 86400
+    with archive.engine.connect() as conn:
+        held = statistics.holdings(conn, trust_pk=trust_pk)
+        hours = statistics.hourly_arrivals(conn, trust_pk=trust_pk)
+        counts = queue.counts(conn, trust_pk=trust_pk)
+        failing = statistics.failing_jobs(conn, trust_pk=trust_pk)
+        problems = statistics.recent_problems(
+            conn, trust=None if trust_pk is None else me.trust_code, since=since
+        )
+    access.record(
+        archive.writer.post,
+        me,
+        audit.Kind.QUERY,
+        audit.Outcome.SUCCESS,
+        None,
+        {"status_page": {"problem_events": [p.id for p in problems]}},
+    )
+    return pages.render(
+        request,
+        "status.html",
+        {
+            "held": held,
+            "free": _free_space(request),
+            "bars": bars(hours),
+            "arrivals": sum(h.instances for h in hours),
+            "chart_width": len(hours) * BAR_WIDTH,
+            "chart_height": BAR_HEIGHT + LABEL_ROOM,
+            "baseline": BAR_HEIGHT,
+            "counts": [(s.value, counts.get(s.value, 0)) for s in State],
+            "failing": failing,
+            "problems": problems,
+            "problem_days": PROBLEM_DAYS,
+            "region": trust_pk is None,
+            "when": when,
+            "size": size_text,
+            "gist": gist,
+        },
+    )
