@@ -22,6 +22,12 @@ costs its own C-FIND and QIDO-RS queries, measured in process (the SQL) and end 
 whole study stored at a ``storescp`` by a routing rule, beyond the stability delay.
 
     .venv/bin/python bench/run.py --only routing
+
+``--only viewer``: the stock OHIF viewer in Chromium on the 300-slice CT, rix against
+Orthanc (ServeFolders + DICOMweb), warm cache: time to the first drawn image and to all
+slices loaded (``viewer.py``).
+
+    .venv/bin/python bench/run.py --only viewer
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ import network
 import processes
 import report
 import routing
+import viewer
 from destination import StoreSCP
 from orthanc import OrthancServer
 from rixserver import RixServer
@@ -583,9 +590,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--qido-repeat", type=int, default=30, help="QIDO-RS repetitions")
     parser.add_argument(
         "--only",
-        choices=(*report.PARTS, "access", "routing"),
+        choices=(*report.PARTS, "access", "routing", "viewer"),
         help="run one part (DIMSE or DICOMweb), not both; or the access filter's cost; "
-        "or routing (a stable study to its destination)",
+        "or routing (a stable study to its destination); or OHIF in Chromium",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the dataset")
     parser.add_argument(
@@ -610,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return access.run(console)
     if args.only == "routing":
         return routing.run(console)
+    if args.only == "viewer":
+        return viewer.run(console)
     if not network.is_isolated():
         console.print("[yellow]not isolated: Orthanc and storescp listen on all interfaces")
     return measure(args, console, time.monotonic())
