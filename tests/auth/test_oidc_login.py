@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
+from sqlalchemy import Engine, func, select
 
 from rix.auth.oidc_login import (
     CALLBACK_PATH,
@@ -33,6 +34,8 @@ from rix.auth.oidc_login import (
     exchange_code,
 )
 from rix.config import Settings, SettingsError, load
+from rix.index import database
+from rix.index.schema import oidc_sign_ins
 from tests.peers import browser
 from tests.peers.oidc import IdentityProvider, SigningKey
 from tests.peers.server import RixServer
@@ -475,17 +478,41 @@ class Clock:
         return self.now
 
 
-def test_started_sign_in_answers_once() -> None:
-    pending = PendingSignIns()
+@pytest.fixture
+def index(tmp_path: Path, migrated_database_url: str) -> Iterator[Engine]:
+    """A migrated index of the test's own: started sign-ins live there, so every web node
+    of a region can finish one."""
+    settings = load({"data": tmp_path, "database_url": migrated_database_url}, env={})
+    engine = database.connect(settings.index_url)
+    database.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_started_sign_in_answers_once(index: Engine) -> None:
+    pending = PendingSignIns(index)
     started = pending.start(target="/search")
     assert pending.take(started.state, browser_state=started.state) == started
     with pytest.raises(CallbackInvalid):
         pending.take(started.state, browser_state=started.state)
 
 
-def test_started_sign_in_expires_after_ten_minutes() -> None:
+def test_another_node_finishes_a_sign_in_started_here(index: Engine) -> None:
+    started = PendingSignIns(index).start(target="/search")
+    elsewhere = PendingSignIns(index)  # a second web node: same index, nothing in memory
+    assert elsewhere.take(started.state, browser_state=started.state).target == "/search"
+
+
+def test_the_index_holds_a_hash_of_the_state_never_the_state(index: Engine) -> None:
+    started = PendingSignIns(index).start(target="/")
+    with index.connect() as conn:
+        held = [str(v) for v in conn.execute(select(oidc_sign_ins)).one()]
+    assert started.state not in held
+
+
+def test_started_sign_in_expires_after_ten_minutes(index: Engine) -> None:
     clock = Clock()
-    pending = PendingSignIns(clock=clock)
+    pending = PendingSignIns(index, clock=clock)
     kept, expired = pending.start(target="/"), pending.start(target="/")
     clock.now += 599
     assert pending.take(kept.state, browser_state=kept.state).target == "/"
@@ -494,11 +521,17 @@ def test_started_sign_in_expires_after_ten_minutes() -> None:
         pending.take(expired.state, browser_state=expired.state)
 
 
-def test_started_sign_ins_are_bounded() -> None:
-    pending = PendingSignIns(capacity=2)
-    first, *_ = [pending.start(target="/") for _ in range(3)]
+def test_started_sign_ins_are_bounded(index: Engine) -> None:
+    clock = Clock()
+    pending = PendingSignIns(index, capacity=2, clock=clock)
+    first = pending.start(target="/")
+    for _ in range(2):
+        clock.now += 1
+        pending.start(target="/")
     with pytest.raises(CallbackInvalid):
         pending.take(first.state, browser_state=first.state)
+    with index.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(oidc_sign_ins)).scalar() == 2
 
 
 def test_public_client_names_itself_and_sends_no_secret(idp: IdentityProvider) -> None:

@@ -8,11 +8,11 @@ token is verified like a bearer JWT (``rix.auth.oidc``) for rix's client ID, and
 the ``nonce`` of this sign-in. Its username claim names the rix user: the identity provider
 authenticates, rix authorises (an unknown or disabled user is refused).
 
-A started sign-in is held by this process for ``LIFETIME`` seconds, keyed by its ``state``,
-and ``take`` removes it: a state answers once, and only in the browser that started it
-(the HTTP layer binds it to an HttpOnly cookie). Every failure is a :class:`SignInFailed`
-whose ``reason`` is fixed text for the audit trail and logs: never a code, token or claim
-value.
+A started sign-in is kept in the index for ``LIFETIME`` seconds, keyed by a hash of its
+``state``, so the browser may come back to any web node; ``take`` removes it: a state
+answers once, and only in the browser that started it (the HTTP layer binds it to an
+HttpOnly cookie). Every failure is a :class:`SignInFailed` whose ``reason`` is fixed text
+for the audit trail and logs: never a code, token or claim value.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import hmac
 import json
 import secrets
 import ssl
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +31,15 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, func, insert, select
 
 from rix.auth import identify
 from rix.auth.oidc import OidcIdentity
 from rix.auth.users import User
 from rix.config import Settings
 from rix.errors import RixError, Unauthenticated
+from rix.index import schema
+from rix.index.database import begin_write
 
 log = structlog.get_logger(__name__)
 
@@ -128,25 +128,26 @@ def code_challenge(verifier: str) -> str:
 
 
 class PendingSignIns:
-    """Started sign-ins of this process, by ``state``; each can be taken once.
+    """Started sign-ins, by ``state``, in the index (``oidc_sign_ins``): the browser may
+    come back to any web node of a region. Each can be taken once.
 
-    Held in memory: a sign-in returns to the web process that started it within minutes,
-    and a restart only means signing in again. Behind several web nodes the load balancer
-    must keep a browser on one node for the round trip (sticky sessions).
+    The table holds the SHA-256 of each state, never the state itself; rows older than
+    ``lifetime`` are deleted as new sign-ins start, and beyond ``capacity`` the oldest go
+    first (a flood of started sign-ins cannot grow the table without bound).
     """
 
     def __init__(
         self,
+        engine: Engine,
         *,
         lifetime: float = LIFETIME,
         capacity: int = CAPACITY,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._engine = engine
         self._lifetime = lifetime
         self._capacity = capacity
-        self._clock = clock
-        self._pending: OrderedDict[str, PendingSignIn] = OrderedDict()
-        self._lock = threading.Lock()
+        self._clock = clock  # wall-clock time: nodes of a region share it, not a monotonic one
 
     def start(self, *, target: str) -> PendingSignIn:
         """A new sign-in with 256-bit random ``state``, ``nonce`` and verifier."""
@@ -158,35 +159,58 @@ class PendingSignIns:
             target=target,
             started_at=now,
         )
-        with self._lock:
-            self._forget_expired(now)
-            while len(self._pending) >= self._capacity:
-                self._pending.popitem(last=False)
-            self._pending[pending.state] = pending
+        table = schema.oidc_sign_ins
+        with begin_write(self._engine) as conn:
+            conn.execute(delete(table).where(table.c.started_at <= now - self._lifetime))
+            conn.execute(
+                insert(table).values(
+                    state_hash=_digest(pending.state),
+                    nonce=pending.nonce,
+                    verifier=pending.verifier,
+                    target=pending.target,
+                    started_at=now,
+                )
+            )
+            held = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            if held > self._capacity:
+                oldest = (
+                    select(table.c.state_hash)
+                    .order_by(table.c.started_at, table.c.state_hash)
+                    .limit(held - self._capacity)
+                )
+                conn.execute(delete(table).where(table.c.state_hash.in_(oldest.scalar_subquery())))
         return pending
 
     def take(self, state: str, *, browser_state: str) -> PendingSignIn:
         """The sign-in ``state`` names, removed so it never answers again; refused when it
         is unknown, used, expired, or not the one this browser started (``browser_state``,
         from its cookie: without it, anyone's code could sign a victim in as them)."""
-        with self._lock:
-            self._forget_expired(self._clock())
-            pending = self._pending.pop(state, None) if state else None
-        if pending is None:
+        row = None
+        if state:
+            table = schema.oidc_sign_ins
+            with begin_write(self._engine) as conn:
+                row = conn.execute(
+                    delete(table)
+                    .where(table.c.state_hash == _digest(state))
+                    .returning(
+                        table.c.nonce, table.c.verifier, table.c.target, table.c.started_at
+                    )
+                ).first()
+        if row is None or self._clock() - row.started_at >= self._lifetime:
             raise CallbackInvalid("state unknown, used or expired", message=STATE_REFUSED)
         if not hmac.compare_digest(state.encode(), browser_state.encode()):
             raise CallbackInvalid("state not started by this browser", message=STATE_REFUSED)
-        return pending
+        return PendingSignIn(
+            state=state,
+            nonce=row.nonce,
+            verifier=row.verifier,
+            target=row.target,
+            started_at=row.started_at,
+        )
 
-    def _forget_expired(self, now: float) -> None:
-        while self._pending:
-            oldest = next(iter(self._pending.values()))
-            if now - oldest.started_at < self._lifetime:
-                break
-            self._pending.popitem(last=False)
 
-
-PENDING = PendingSignIns()
+def _digest(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
 
 
 def authorization_url(settings: Settings, pending: PendingSignIn, *, redirect_uri: str) -> str:

@@ -425,3 +425,17 @@ reconciled_instances = Table(
     Column("reconciliation_pk", Integer, ForeignKey("reconciliations.id"), nullable=False),
 )
 Index("ix_reconciled_instances_reconciliation_pk", reconciled_instances.c.reconciliation_pk)
+
+# --- browser sign-ins in flight at the identity provider (rix.auth.oidc_login) ---
+
+oidc_sign_ins = Table(
+    "oidc_sign_ins",
+    metadata,
+    # SHA-256 of the state: the table alone cannot finish anyone's sign-in
+    Column("state_hash", String(64), primary_key=True),
+    Column("nonce", Text, nullable=False),
+    Column("verifier", Text, nullable=False),  # the PKCE code verifier
+    Column("target", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+)
+Index("ix_oidc_sign_ins_started_at", oidc_sign_ins.c.started_at)

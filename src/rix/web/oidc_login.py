@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
 from rix.auth import oidc_login
-from rix.auth.oidc_login import CALLBACK_PATH, PENDING, PendingSignIn, SignInFailed
+from rix.auth.oidc_login import CALLBACK_PATH, PendingSignIn, PendingSignIns, SignInFailed
 from rix.web.dicomweb.errors import archive_of
 from rix.web.login import refuse, safe_next, start_session
 
@@ -37,7 +37,7 @@ def _redirect_uri(request: Request) -> str:
     "/login/oidc", summary="Sign in with your organisation's account: to the identity provider"
 )
 def start(request: Request, next: str = "/") -> Response:
-    pending = PENDING.start(target=safe_next(next))
+    pending = PendingSignIns(archive_of(request).engine).start(target=safe_next(next))
     settings = archive_of(request).settings
     url = oidc_login.authorization_url(settings, pending, redirect_uri=_redirect_uri(request))
     response = RedirectResponse(url, status_code=303)
@@ -61,7 +61,11 @@ async def callback(
     archive = archive_of(request)
     pending: PendingSignIn | None = None
     try:
-        pending = PENDING.take(state, browser_state=request.cookies.get(STATE_COOKIE, ""))
+        pending = await run_in_threadpool(
+            PendingSignIns(archive.engine).take,
+            state,
+            browser_state=request.cookies.get(STATE_COOKIE, ""),
+        )
         if error:  # RFC 6749 4.1.2.1: the identity provider did not sign the user in
             reason = f"identity provider answered {oidc_login.error_code(error)}"
             raise SignInFailed(reason)
