@@ -214,6 +214,24 @@ def require_send(principal: Principal, destination_trust: str) -> None:
         raise AccessDenied("studies are sent to your own trust's DICOM destinations")
 
 
+def require_import(principal: Principal) -> Trust:
+    """Who may import outside media: a signed-in user with a clinical role (or
+    trust-admin) at a trust, which becomes the owner of what is stored; returns it."""
+    if principal.kind is not PrincipalKind.USER:
+        raise AccessDenied("outside media are imported by a signed-in user")
+    require_store(principal)
+    if principal.trust is None:
+        raise AccessDenied("importing needs a user of a trust")
+    return principal.trust
+
+
+def require_own_record(trust: Trust, issuer: str, ref: str) -> None:
+    """Outside media are reconciled only to records of the importing trust: choosing
+    another trust's record would file images under a patient it does not hold."""
+    if issuer != trust.issuer:
+        raise AccessDenied(f"{ref!r} is not a patient record of {trust.code}")
+
+
 def require_prefetch(principal: Principal, trust: str) -> None:
     """A patient's priors are fetched to a trust by its own clinical staff, or by rix."""
     if principal.kind is PrincipalKind.SYSTEM:

@@ -178,13 +178,15 @@ def search(
     actor: str = "",
     study_uid: str = "",
     kinds: tuple[str, ...] = (),
+    outcomes: tuple[str, ...] = (),
+    trust: str = "",
     since: float | None = None,
     until: float | None = None,
     limit: int = 200,
 ) -> list[Event]:
     """Events newest first: "who accessed this patient's images" (by record or NHS
     number, which finds every trust's record of the person) and "what did this user
-    access" (by actor)."""
+    access" (by actor); the status page's refusals (by outcome, of an actor's trust)."""
     query = select(audit_events).order_by(audit_events.c.id.desc()).limit(min(limit, 10_000))
     if patient:
         query = query.where(audit_events.c.patient == patient)
@@ -196,6 +198,10 @@ def search(
         query = query.where(audit_events.c.study_uid == study_uid)
     if kinds:
         query = query.where(audit_events.c.kind.in_(kinds))
+    if outcomes:
+        query = query.where(audit_events.c.outcome.in_(outcomes))
+    if trust:
+        query = query.where(audit_events.c.trust == trust)
     if since is not None:
         query = query.where(audit_events.c.at >= since)
     if until is not None:

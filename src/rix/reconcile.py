@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Connection, and_, or_, select
 from rix import access, audit, importer, media, parsing, uploads
 from rix.access import Principal, PrincipalKind
 from rix.archive import Archive
-from rix.errors import AccessDenied, Conflict, NotFound, RixError
+from rix.errors import Conflict, NotFound, RixError
 from rix.index import write
 from rix.index.database import begin_write
 from rix.index.schema import patients, studies
@@ -132,7 +132,7 @@ def scan(
 ) -> dict[str, Any]:
     """Read every candidate's header; the outside patients and their studies, what is
     refused (with the reason) and what is skipped. Kept in the session for the store."""
-    trust = _trust_of(principal)
+    trust = access.require_import(principal)
     if not uploads.complete(base, session):
         missing = [
             f"{f.name} ({got} of {f.size} bytes)"
@@ -197,27 +197,12 @@ def _suggested(conn: Connection, trust: Trust, nhs_number: str) -> list[str]:
 # --- choosing the local record ---------------------------------------------------------------
 
 
-def require_import(principal: Principal) -> Trust:
-    """Who may import outside media: a user with a clinical role (or trust-admin) at a
-    trust, which becomes the owner of what is stored (``access.require_store``)."""
-    if principal.kind is not PrincipalKind.USER:
-        raise AccessDenied("outside media are imported by a signed-in user")
-    access.require_store(principal)
-    return _trust_of(principal)
-
-
-def _trust_of(principal: Principal) -> Trust:
-    if principal.trust is None:
-        raise AccessDenied("importing needs a user of a trust")
-    return principal.trust
-
-
 def candidates(
     archive: Archive, principal: Principal, *, query: str, upload_id: str
 ) -> list[dict[str, Any]]:
     """Records of the user's own trust matching ``query``: an NHS number, a hospital
     number, a birth date (YYYYMMDD or YYYY-MM-DD) and/or words starting the name."""
-    trust = require_import(principal)
+    trust = access.require_import(principal)
     condition = _matching(query)
     if condition is None:
         return []
@@ -308,8 +293,7 @@ def check_choices(
         if ref == SKIP:
             continue
         record = mpi.find_record(conn, ref)
-        if record.issuer != trust.issuer:
-            raise AccessDenied(f"{ref!r} is not a patient record of {trust.code}")
+        access.require_own_record(trust, record.issuer, ref)
         chosen[key] = record
     if not chosen:
         raise Conflict("every outside patient is skipped: nothing to store")
@@ -327,7 +311,7 @@ def start_store(
     """Check the choices and queue the store job; the upload is ``storing`` from now.
     The upload changes state inside the job's transaction: a second request, or a
     failed commit, leaves one job or none, never two."""
-    trust = require_import(principal)
+    trust = access.require_import(principal)
     if session.scan is None or session.state is not uploads.State.SCANNED:
         raise Conflict("scan the upload before storing it")
     scanned = session.scan

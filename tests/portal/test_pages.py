@@ -113,7 +113,7 @@ def test_a_search_by_nhs_number_names_partner_trusts_holding_the_patient(
     """Gary is held at PART, hidden from TEST's clinicians until break-glass: a search by
     his NHS number says so; a search by name shows only what the user may open."""
     by_number = http.get("/search", params={"q": region.gary_nhs}).text
-    assert "PART <small>(held)</small>" in by_number or "PART" in by_number
+    assert '<span class="trust held">PART <small>(held)</small></span>' in by_number
     by_name = http.get("/search", params={"q": "hidden"}).text
     assert "HIDDEN" not in by_name and "No patient found" in by_name
 

@@ -9,17 +9,14 @@ audit trail holds, and the caller records that it was read (``rix.access.record`
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, select
 
-from rix.index.schema import audit_events, instances, jobs, series, studies
+from rix.index.schema import instances, jobs, series, studies
 
 HOUR = 3600.0
-PROBLEM_OUTCOMES = ("refused", "failure")  # rix.audit.Outcome: what an administrator follows up
 FAILING_STATES = ("pending", "dead")  # rix.jobs.queue.State: waiting to retry, or given up
 
 
@@ -46,21 +43,6 @@ class FailingJob:
     attempts: int
     updated_at: float
     last_error: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Problem:
-    """A refused or failed audit event, as the audit trail holds it."""
-
-    id: int
-    at: float
-    kind: str
-    outcome: str
-    actor: str
-    source: str
-    trust: str
-    patient: str
-    detail: dict[str, Any]
 
 
 def holdings(conn: Connection, *, trust_pk: int | None) -> Holdings:
@@ -124,35 +106,6 @@ def failing_jobs(conn: Connection, *, trust_pk: int | None, limit: int = 20) -> 
             attempts=r.attempts,
             updated_at=r.updated_at,
             last_error=r.last_error,
-        )
-        for r in conn.execute(query)
-    ]
-
-
-def recent_problems(
-    conn: Connection, *, trust: str | None, since: float, limit: int = 50
-) -> list[Problem]:
-    """Audit events refused or failed since ``since``, newest first; of actors of one
-    trust (by code) when given."""
-    query = (
-        select(audit_events)
-        .where(audit_events.c.outcome.in_(PROBLEM_OUTCOMES), audit_events.c.at >= since)
-        .order_by(audit_events.c.id.desc())
-        .limit(limit)
-    )
-    if trust is not None:
-        query = query.where(audit_events.c.trust == trust)
-    return [
-        Problem(
-            id=r.id,
-            at=r.at,
-            kind=r.kind,
-            outcome=r.outcome,
-            actor=r.actor,
-            source=r.source,
-            trust=r.trust,
-            patient=r.patient,
-            detail=json.loads(r.detail or "{}"),
         )
         for r in conn.execute(query)
     ]

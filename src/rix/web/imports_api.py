@@ -24,7 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.requests import ClientDisconnect
 
-from rix import reconcile, uploads
+from rix import access, reconcile, uploads
 from rix.access import Principal
 from rix.archive import Archive
 from rix.errors import Conflict, NotFound
@@ -56,7 +56,7 @@ class StoreIn(BaseModel):
 def _context(request: Request) -> tuple[Archive, Principal, Path]:
     """The archive, the caller (who must be allowed to import) and the uploads folder."""
     archive, principal = archive_of(request), principal_of(request)
-    reconcile.require_import(principal)
+    access.require_import(principal)
     return archive, principal, uploads.root(archive.settings.data)
 
 

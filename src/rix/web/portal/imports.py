@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rix import reconcile, uploads
+from rix import access, uploads
 from rix.access import Principal
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
@@ -26,7 +26,7 @@ User = Annotated[Principal, Depends(pages.user)]
 @router.get("/import")
 def import_page(request: Request, me: User) -> HTMLResponse:
     """Clinical staff and trust administrators of a trust; others get the API's 403."""
-    trust = reconcile.require_import(me)
+    trust = access.require_import(me)
     settings = archive_of(request).settings
     return pages.render(
         request,

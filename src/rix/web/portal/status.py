@@ -112,6 +112,10 @@ def _free_space(request: Request) -> int | None:
     return shutil.disk_usage(store.root).free
 
 
+# what an administrator follows up (rix.audit.Outcome)
+PROBLEM_OUTCOMES = (audit.Outcome.REFUSED.value, audit.Outcome.FAILURE.value)
+
+
 @router.get("/status", response_class=HTMLResponse)
 def status_page(request: Request, me: User) -> Response:
     access.require_role(me, Role.REGION_ADMIN, Role.TRUST_ADMIN)
@@ -124,9 +128,13 @@ def status_page(request: Request, me: User) -> Response:
         hours = statistics.hourly_arrivals(conn, trust_pk=trust_pk)
         counts = queue.counts(conn, trust_pk=trust_pk)
         failing = statistics.failing_jobs(conn, trust_pk=trust_pk)
-        problems = statistics.recent_problems(
-            conn, trust=None if trust_pk is None else me.trust_code, since=since
-        )
+    problems = audit.search(
+        archive.engine,
+        outcomes=PROBLEM_OUTCOMES,
+        trust="" if trust_pk is None else me.trust_code,
+        since=since,
+        limit=50,
+    )
     access.record(
         archive.writer.post,
         me,
