@@ -31,6 +31,9 @@ run: venv debs viewer assets
 	@echo "  open the portal at http://127.0.0.1:8042/ and sign in (every demo user's password: rix-demo)"
 	@echo "  as ngh.clinician, search Hartley: her timeline holds studies from NGH and EMH;"
 	@echo "  as emh.clinician, NGH's are behind break-glass; region.admin sees /admin and /status"
+	@echo "  as emh.radiologist: the shared reporting worklist (/worklist), /turnaround with its"
+	@echo "  breaches, /rota; from a study's page, 'Share for a second opinion' (/shares)"
+	@echo "  findscu -W -k PatientName= -aet EMH_PACS -aec RIX 127.0.0.1 11112   (the worklist)"
 	@echo "  TOKEN=\$$($(BIN)/rix token create ngh.clinician --data $(DATA))"
 	@echo "  curl -H \"Authorization: Bearer \$$TOKEN\" 'http://127.0.0.1:8042/api/timeline?nhs_number=9434765919'"
 	@echo

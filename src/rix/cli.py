@@ -109,6 +109,37 @@ def serve(
     import_expiry_hours: Annotated[
         float | None, typer.Option(help=SETTINGS_HELP["import_expiry_hours"])
     ] = None,
+    turnaround_targets: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["turnaround_targets"])
+    ] = None,
+    turnaround_backlog: Annotated[
+        int | None, typer.Option(help=SETTINGS_HELP["turnaround_backlog"])
+    ] = None,
+    turnaround_check_minutes: Annotated[
+        float | None, typer.Option(help=SETTINGS_HELP["turnaround_check_minutes"])
+    ] = None,
+    turnaround_webhook: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["turnaround_webhook"])
+    ] = None,
+    turnaround_email: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["turnaround_email"])
+    ] = None,
+    prefetch_priors: Annotated[
+        int | None, typer.Option(help=SETTINGS_HELP["prefetch_priors"])
+    ] = None,
+    report_destinations: Annotated[
+        str | None, typer.Option(help=SETTINGS_HELP["report_destinations"])
+    ] = None,
+    smtp_host: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_host"])] = None,
+    smtp_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["smtp_port"])] = None,
+    smtp_from: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_from"])] = None,
+    smtp_username: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_username"])] = None,
+    smtp_password: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_password"])] = None,
+    smtp_starttls: Annotated[bool | None, typer.Option(help=SETTINGS_HELP["smtp_starttls"])] = None,
+    public_url: Annotated[str | None, typer.Option(help=SETTINGS_HELP["public_url"])] = None,
+    share_max_days: Annotated[
+        int | None, typer.Option(help=SETTINGS_HELP["share_max_days"])
+    ] = None,
     viewer_dir: Annotated[Path | None, typer.Option(help=SETTINGS_HELP["viewer_dir"])] = None,
     portal_assets_dir: Annotated[
         Path | None, typer.Option(help=SETTINGS_HELP["portal_assets_dir"])
@@ -156,6 +187,21 @@ def serve(
         transfer_days=transfer_days,
         hl7_port=hl7_port,
         import_expiry_hours=import_expiry_hours,
+        turnaround_targets=turnaround_targets,
+        turnaround_backlog=turnaround_backlog,
+        turnaround_check_minutes=turnaround_check_minutes,
+        turnaround_webhook=turnaround_webhook,
+        turnaround_email=turnaround_email,
+        prefetch_priors=prefetch_priors,
+        report_destinations=report_destinations,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_from=smtp_from,
+        smtp_username=smtp_username,
+        smtp_password=smtp_password,
+        smtp_starttls=smtp_starttls,
+        public_url=public_url,
+        share_max_days=share_max_days,
         viewer_dir=viewer_dir,
         portal_assets_dir=portal_assets_dir,
     )

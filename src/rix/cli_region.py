@@ -158,6 +158,9 @@ def user_add(
     ],
     trust: Annotated[str, typer.Option(help="The user's trust (code).")] = "",
     name: Annotated[str, typer.Option(help="Display name.")] = "",
+    email: Annotated[
+        str, typer.Option(help="Where rix writes to them (share lockouts, second opinions).")
+    ] = "",
     password: Annotated[
         str, typer.Option(help="Password for the login page; prompt with --password -.")
     ] = "",
@@ -180,6 +183,7 @@ def user_add(
             trust=trust,
             display_name=name,
             password=password,
+            email=email,
         )
     where = user.trust.code if user.trust else "the region"
     console.print(f"user {user.username} of {where}: {', '.join(sorted(user.roles))}")

@@ -72,6 +72,21 @@ class Settings:
     transfer_days: int = 365
     hl7_port: int = 0
     import_expiry_hours: float = 24.0
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "rix@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    public_url: str = ""
+    share_max_days: int = 30
+    turnaround_targets: str = "emergency=1h,inpatient=24h,outpatient=7d"
+    turnaround_backlog: int = 50
+    turnaround_check_minutes: float = 5.0
+    turnaround_webhook: str = ""
+    turnaround_email: str = ""
+    prefetch_priors: int = 3
+    report_destinations: str = ""
     viewer_dir: Path = SOURCE_TREE / "build" / "ohif"
     portal_assets_dir: Path = SOURCE_TREE / "build" / "assets"
 
@@ -199,13 +214,63 @@ SETTINGS_HELP: dict[str, str] = {
         "(env RIX_TRANSFER_DAYS, default 365)."
     ),
     "hl7_port": (
-        "Port of the HL7 v2 MLLP listener (ADT transfers); 0 turns it off "
-        "(env RIX_HL7_PORT)."
+        "Port of the HL7 v2 MLLP listener (orders ORM/OMI, ADT patients and transfers); 0 "
+        "turns it off (env RIX_HL7_PORT)."
     ),
     "import_expiry_hours": (
         "A browser import (outside media uploaded to the portal) not finished this many "
         "hours after its last change is deleted with its files; a finished one's files go "
         "at once (env RIX_IMPORT_EXPIRY_HOURS, default 24)."
+    ),
+    "smtp_host": (
+        "SMTP server for email (share links, alerts); empty sends none (env RIX_SMTP_HOST)."
+    ),
+    "smtp_port": "SMTP server port (env RIX_SMTP_PORT, default 25).",
+    "smtp_from": "Sender address of rix's email (env RIX_SMTP_FROM, default rix@localhost).",
+    "smtp_username": "SMTP login; empty sends without one (env RIX_SMTP_USERNAME).",
+    "smtp_password": "SMTP password (env RIX_SMTP_PASSWORD; prefer it to the flag).",
+    "smtp_starttls": (
+        "Upgrade the SMTP connection with STARTTLS before logging in "
+        "(env RIX_SMTP_STARTTLS, default false)."
+    ),
+    "public_url": (
+        "rix's address as people outside see it (https://rix.region.example), for links in "
+        "email; empty uses the address of the request that made the link (env RIX_PUBLIC_URL)."
+    ),
+    "share_max_days": (
+        "Longest a second-opinion share link may last, in days (env RIX_SHARE_MAX_DAYS, "
+        "default 30)."
+    ),
+    "turnaround_targets": (
+        "Report turnaround target per order priority, from the study's arrival to its first "
+        "preliminary or final report: priority=duration with s, m, h or d "
+        "(env RIX_TURNAROUND_TARGETS, default emergency=1h,inpatient=24h,outpatient=7d; "
+        "a priority not named takes the longest)."
+    ),
+    "turnaround_backlog": (
+        "Unreported studies of one trust past which a backlog alert is raised, once a day "
+        "(env RIX_TURNAROUND_BACKLOG, default 50; 0 turns it off)."
+    ),
+    "turnaround_check_minutes": (
+        "How often a worker looks for turnaround breaches and backlogs "
+        "(env RIX_TURNAROUND_CHECK_MINUTES, default 5)."
+    ),
+    "turnaround_webhook": (
+        "URL POSTed a JSON alert for every turnaround breach and backlog; empty uses "
+        "alert_webhook (env RIX_TURNAROUND_WEBHOOK)."
+    ),
+    "turnaround_email": (
+        "Who is emailed turnaround alerts: addresses, comma-separated; CODE=address gets "
+        "trust CODE's alerts only (env RIX_TURNAROUND_EMAIL; needs smtp_host)."
+    ),
+    "prefetch_priors": (
+        "How many relevant priors (same modality or body part, newest first) an order "
+        "prefetches from other trusts (env RIX_PREFETCH_PRIORS, default 3)."
+    ),
+    "report_destinations": (
+        "Where signed reports go as HL7 ORU^R01 over MLLP, each trust's to its own RIS or "
+        "EPR: TRUST=host:port, comma-separated; a trust not named gets none "
+        "(env RIX_REPORT_DESTINATIONS)."
     ),
     "viewer_dir": (
         "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make "
@@ -302,6 +367,8 @@ def validate(settings: Settings) -> None:
     if settings.audit_syslog and not settings.audit_syslog.startswith(("tcp://", "tls://")):
         raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
     _validate_jobs(settings)
+    _validate_turnaround(settings)
+    _validate_report_destinations(settings)
 
 
 def _validate_oidc_sign_in(settings: Settings) -> None:
@@ -341,6 +408,22 @@ def _validate_jobs(settings: Settings) -> None:
         raise SettingsError("workers, stable_seconds and transfer_days cannot be negative")
     if settings.import_expiry_hours <= 0:
         raise SettingsError("import_expiry_hours must be more than 0")
+
+
+def _validate_turnaround(settings: Settings) -> None:
+    from rix.workflow.turnaround import parse_targets
+
+    parse_targets(settings.turnaround_targets)
+    if settings.turnaround_backlog < 0 or settings.prefetch_priors < 0:
+        raise SettingsError("turnaround_backlog and prefetch_priors cannot be negative")
+    if settings.turnaround_check_minutes <= 0:
+        raise SettingsError("turnaround_check_minutes must be more than 0")
+
+
+def _validate_report_destinations(settings: Settings) -> None:
+    from rix.hl7.oru import destinations
+
+    destinations(settings.report_destinations)
 
 
 def is_loopback(host: str) -> bool:

@@ -21,6 +21,7 @@ from rix.jobs.worker import Workers
 from rix.metadata import MetadataBuilder
 from rix.routing.handlers import HANDLERS
 from rix.web.app import create_app
+from rix.workflow import turnaround
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,8 @@ def run(settings: Settings) -> None:
         if settings.hl7_port:
             listeners.append(mllp.start(archive))
     workers = Workers(archive, HANDLERS, settings.workers).start() if "worker" in roles else None
+    if workers is not None:
+        turnaround.schedule_check(archive)  # periodic; one pending whichever node starts
     builder = MetadataBuilder(archive).start()
     try:
         if "web" in roles:

@@ -57,6 +57,9 @@ PLACEHOLDERS = {
     "job_id": "1",
     "upload_id": "0123456789abcdef0123456789abcdef",
     "number": "0",
+    "order_id": "1",
+    "share_id": "1",
+    "shift_id": "1",
 }
 USERNAME_AND_PASSCODE, JWT = 2, 5  # PS3.7 Table D.3-14 User-Identity-Type
 

@@ -19,6 +19,7 @@ from rix.config import Settings
 from rix.web import viewer
 from tests.peers import browser, dicomweb, images
 from tests.peers.server import RixServer
+from tests.peers.smtp import SmtpServer
 
 USERNAME = "portal.clinician"
 PASSWORD = "correct horse battery staple"
@@ -72,8 +73,18 @@ def viewer_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def portal(tmp_path_factory: pytest.TempPathFactory, viewer_dir: Path) -> Iterator[Portal]:
-    server = RixServer(data=tmp_path_factory.mktemp("portal") / "data").start()
+def smtp() -> Iterator[SmtpServer]:
+    """The portal server's mail server: share links and alerts arrive here."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def portal(
+    tmp_path_factory: pytest.TempPathFactory, viewer_dir: Path, smtp: SmtpServer
+) -> Iterator[Portal]:
+    data = tmp_path_factory.mktemp("portal") / "data"
+    server = RixServer(data=data, extra_env=smtp.env).start()
     try:
         origin = f"http://127.0.0.1:{server.http_port}"
         stower = server.auth  # makes trust TEST and its API user

@@ -93,12 +93,9 @@ class CallbackInvalid(SignInFailed):
     http_status = 400
 
 
-STATE_REFUSED = (
-    "This sign-in has expired or was already used. Please sign in again from this page."
-)
+STATE_REFUSED = "This sign-in has expired or was already used. Please sign in again from this page."
 NOT_A_USER = (
-    "Your organisation's account is not an active rix user. "
-    "Ask your rix administrator for access."
+    "Your organisation's account is not an active rix user. Ask your rix administrator for access."
 )
 
 
@@ -192,9 +189,7 @@ class PendingSignIns:
                 row = conn.execute(
                     delete(table)
                     .where(table.c.state_hash == _digest(state))
-                    .returning(
-                        table.c.nonce, table.c.verifier, table.c.target, table.c.started_at
-                    )
+                    .returning(table.c.nonce, table.c.verifier, table.c.target, table.c.started_at)
                 ).first()
         if row is None or self._clock() - row.started_at >= self._lifetime:
             raise CallbackInvalid("state unknown, used or expired", message=STATE_REFUSED)

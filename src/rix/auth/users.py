@@ -40,6 +40,7 @@ class User:
     trust: Trust | None
     roles: frozenset[Role]
     active: bool
+    email: str = ""  # where rix writes to them: a share locked, an opinion received
 
 
 def parse_roles(text: str) -> frozenset[Role]:
@@ -60,6 +61,7 @@ def _user(row: Row[Any]) -> User:
         trust=trust,
         roles=parse_roles(row.roles),
         active=bool(row.active),
+        email=row.email,
     )
 
 
@@ -77,8 +79,10 @@ def add_user(
     trust: str = "",
     display_name: str = "",
     password: str = "",
+    email: str = "",
 ) -> User:
-    """Create or update a user. Trust roles need a trust; region roles may have none."""
+    """Create or update a user. Trust roles need a trust; region roles may have none.
+    An update keeps the email address when none is given."""
     username = username.strip()
     if not username or len(username) > 128:
         raise Conflict("a user name is 1 to 128 characters")
@@ -94,12 +98,30 @@ def add_user(
     }
     if password:
         values["password_hash"] = _hasher.hash(password)
+    if email:
+        values["email"] = check_email(email)
     found = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
     if found is None:
         conn.execute(insert(users).values(username=username, created_at=time.time(), **values))
     else:
         conn.execute(update(users).where(users.c.id == found).values(**values))
     return get_user(conn, username)
+
+
+def check_email(address: str) -> str:
+    """A plausible single address: mail headers are built from it, so no line breaks,
+    spaces or lists get through."""
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(address) > 254
+        or any(c.isspace() or c in ',;<>"' for c in address)
+    ):
+        raise Conflict(f"{address[:80]!r} is not an email address")
+    return address
 
 
 def get_user(conn: Connection, username: str) -> User:

@@ -7,6 +7,7 @@ names, or an anonymous AE) is ``rix.dicom.principal``'s to decide.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from rix.archive import Archive
 from rix.config import quiet_phi_loggers
-from rix.dicom import commitment, find, principal, retrieve, store
+from rix.dicom import commitment, find, mpps, principal, retrieve, store, worklist
 from rix.dicom.network import set_nodelay, shorten_reactor_poll
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,16 @@ def build_ae(archive: Archive) -> AE:
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class)
     ae.add_supported_context(commitment.STORAGE_COMMITMENT)
+    ae.add_supported_context(worklist.MODALITY_WORKLIST_FIND)
+    ae.add_supported_context(mpps.MODALITY_PERFORMED_PROCEDURE_STEP)
     return ae
+
+
+def handle_find(event: Event, archive: Archive) -> Iterator[Any]:
+    """C-FIND by information model: the Modality Worklist, or Query/Retrieve."""
+    if str(event.request.AffectedSOPClassUID) == worklist.MODALITY_WORKLIST_FIND:
+        return worklist.handle_find(event, archive)
+    return find.handle_find(event, archive)
 
 
 def prefer_proposed_syntaxes(event: Event) -> None:
@@ -106,10 +116,12 @@ def handlers(archive: Archive) -> list[Any]:
         (evt.EVT_ABORTED, partial(store.audit_association, archive=archive)),
         (evt.EVT_C_ECHO, lambda _event: 0x0000),
         (evt.EVT_C_STORE, partial(store.handle_store, archive=archive)),
-        (evt.EVT_C_FIND, partial(find.handle_find, archive=archive)),
+        (evt.EVT_C_FIND, partial(handle_find, archive=archive)),
         (evt.EVT_C_MOVE, partial(retrieve.handle_move, archive=archive)),
         (evt.EVT_C_GET, partial(retrieve.handle_get, archive=archive)),
         (evt.EVT_N_ACTION, partial(commitment.handle_action, archive=archive)),
+        (evt.EVT_N_CREATE, partial(mpps.handle_create, archive=archive)),
+        (evt.EVT_N_SET, partial(mpps.handle_set, archive=archive)),
     ]
 
 

@@ -46,10 +46,10 @@ def _trusts(message: hl7.Message, head: Header) -> tuple[str, str]:
     return to_trust.upper(), messages.component(message, "PV1", 6, 4).upper()
 
 
-def _sender(archive: Archive, head: Header, source: str) -> Trust:
+def sender_trust(archive: Archive, head: Header, source: str) -> Trust:
     """The trust whose system sent the message: MSH-4 names it, and the connection must
     come from the host of one of its registered AEs (MLLP itself authenticates nobody,
-    and a transfer opens a patient's images to the receiving trust's staff)."""
+    and a transfer or an order opens a patient's images to the trust's staff)."""
     with archive.engine.connect() as conn:
         trust = get_trust(conn, head.sending_facility or "?")
     hosts = [ae for ae in aes.all_aes(archive.engine) if ae.trust and ae.trust.pk == trust.pk]
@@ -58,17 +58,24 @@ def _sender(archive: Archive, head: Header, source: str) -> Trust:
     return trust
 
 
-def _principal(archive: Archive, head: Header, source: str, to_trust: str) -> Principal:
-    """The feed acts for rix on behalf of the receiving trust's own system, which alone
-    announces who arrives there; who sent it is in the audit trail."""
-    sender = _sender(archive, head, source)
-    if sender.code != to_trust:
-        raise AccessDenied(f"trust {sender.code} cannot announce a transfer to {to_trust}")
+def feed_principal(head: Header, source: str, trust: Trust | None = None) -> Principal:
+    """A trust's own system: it acts as rix on the trust's behalf (``sender_trust`` has
+    checked who it is); the application and facility name it in the audit trail."""
     return Principal(
         kind=PrincipalKind.SYSTEM,
         name=f"hl7:{head.sending_application}@{head.sending_facility}",
         source=source,
+        trust=trust,
     )
+
+
+def _principal(archive: Archive, head: Header, source: str, to_trust: str) -> Principal:
+    """The feed acts for rix on behalf of the receiving trust's own system, which alone
+    announces who arrives there; who sent it is in the audit trail."""
+    sender = sender_trust(archive, head, source)
+    if sender.code != to_trust:
+        raise AccessDenied(f"trust {sender.code} cannot announce a transfer to {to_trust}")
+    return feed_principal(head, source)
 
 
 def transfer_patient(archive: Archive, message: hl7.Message, head: Header, source: str) -> str:

@@ -16,14 +16,14 @@ import structlog
 
 from rix.archive import Archive
 from rix.errors import AccessDenied, Conflict, NotFound, RixError
-from rix.hl7 import adt, messages
-from rix.hl7.messages import Header, Rejected
+from rix.hl7 import adt, messages, orders, patients
+from rix.hl7.messages import ErrorCode, Header, Rejected
 
 log = structlog.get_logger(__name__)
 
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_MESSAGE = 1 << 20  # ADT and orders are small; anything larger is not HL7 we handle
-HANDLERS = adt.HANDLERS
+HANDLERS = {**adt.HANDLERS, **patients.HANDLERS, **orders.HANDLERS}
 
 
 def handle(archive: Archive, text: str, source: str) -> str:
@@ -34,11 +34,15 @@ def handle(archive: Archive, text: str, source: str) -> str:
         head = messages.header(message)
         handler = HANDLERS.get((head.message_type, head.trigger))
         if handler is None:
-            raise Rejected(f"rix does not process {head.message_type}^{head.trigger}")
+            raise Rejected(
+                f"rix does not process {head.message_type}^{head.trigger}",
+                ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
+            )
         note = handler(archive, message, head, source)
     except (Rejected, NotFound, Conflict, AccessDenied) as exc:
+        # the message's changes run in one transaction: a refusal leaves nothing behind
         log.info("hl7 message rejected", reason=_reason(exc))
-        return messages.ack(head, "AR", _reason(exc))
+        return messages.ack(head, "AR", _reason(exc), _code(exc))
     except Exception as exc:  # the database or the job table is away: the sender retries
         log.warning("hl7 message not applied", error=type(exc).__name__)
         return messages.ack(head, "AE", f"not applied, send again: {type(exc).__name__}")
@@ -47,6 +51,14 @@ def handle(archive: Archive, text: str, source: str) -> str:
 
 def _reason(exc: Exception) -> str:
     return exc.reason if isinstance(exc, RixError) else str(exc)
+
+
+def _code(exc: Exception) -> ErrorCode:
+    if isinstance(exc, Rejected):
+        return exc.code
+    if isinstance(exc, NotFound):
+        return ErrorCode.UNKNOWN_KEY
+    return ErrorCode.INTERNAL_ERROR
 
 
 class _Connection(socketserver.BaseRequestHandler):

@@ -46,9 +46,7 @@ def _name_terms(words: list[str]) -> ColumnElement[bool]:
     terms = []
     for word in words:
         stem = word.upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        terms.append(
-            or_(*(col.like(p + stem + "%", escape="\\") for p in ("", "%^", "% ", "%-")))
-        )
+        terms.append(or_(*(col.like(p + stem + "%", escape="\\") for p in ("", "%^", "% ", "%-"))))
     return and_(*terms)
 
 

@@ -116,6 +116,12 @@ def _text(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
     return col.like(pattern, escape="\\")
 
 
+def text_matches(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
+    """Single value or wildcard matching (PS3.4 C.2.2.2.1, C.2.2.2.4) on any column: for
+    query models over other tables (the Modality Worklist over orders)."""
+    return _text(col, value)
+
+
 def _fuzzy_name(col: ColumnClause[Any], value: str) -> ColumnElement[bool]:
     """A name component starting with the value, in any position (PS3.18 8.3.4.6 leaves
     the algorithm to the server; this is what people typing part of a name expect)."""

@@ -255,6 +255,7 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("username", String(128), nullable=False, unique=True),
     Column("display_name", Text, nullable=False, server_default=""),
+    Column("email", Text, nullable=False, server_default=""),  # alerts: share lockouts, opinions
     Column("trust_pk", Integer, ForeignKey("trusts.id")),
     Column("roles", Text, nullable=False, server_default=""),  # comma-separated
     Column("password_hash", Text, nullable=False, server_default=""),  # argon2id; '' = none
@@ -467,6 +468,8 @@ orders = Table(
     Column("ordered_at", Float),
     Column("scheduled_at", Float),
     Column("study_uid", String(64)),  # the study matched to the order, once it arrives
+    # the Study Instance UID the worklist gives the modality, made with the order
+    _s("requested_study_uid"),
     _s("source", 8),  # hl7 or api
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -475,6 +478,7 @@ Index("ix_orders_trust_pk_accession", orders.c.trust_pk, orders.c.accession_numb
 Index("ix_orders_trust_pk_placer", orders.c.trust_pk, orders.c.placer_number)
 Index("ix_orders_patient_pk", orders.c.patient_pk)
 Index("ix_orders_study_uid", orders.c.study_uid)
+Index("ix_orders_requested_study_uid", orders.c.requested_study_uid)
 Index("ix_orders_status_scheduled_at", orders.c.status, orders.c.scheduled_at)
 
 performed_steps = Table(

@@ -363,12 +363,12 @@ def _reconciliation_pk(
     if pk is None:
         result = conn.execute(insert(reconciliations).values(patient_pk=patient_pk, **values))
         pk = _new_pk(result.inserted_primary_key)
-        _add_other_id(conn, patient_pk, values["outside_patient_id"])
+        add_other_id(conn, patient_pk, values["outside_patient_id"])
     cache.reconciliations[key] = int(pk)
     return int(pk)
 
 
-def _add_other_id(conn: Connection, patient_pk: int, other_id: str) -> None:
+def add_other_id(conn: Connection, patient_pk: int, other_id: str) -> None:
     """C-FIND and QIDO by the outside ID (Other Patient IDs) find the local record."""
     current = conn.execute(
         select(patients.c.other_patient_ids).where(patients.c.id == patient_pk)

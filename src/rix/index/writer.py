@@ -140,7 +140,6 @@ class IndexWriter:
             else:
                 item.future.set_exception(error)
 
-
     def _after_add(
         self, conn: Connection, records: list[_Item], added: list[write.AddResult]
     ) -> None:

@@ -107,6 +107,7 @@ def add_user(
     trust: str = "",
     display_name: str = "",
     password: str = "",
+    email: str = "",
 ) -> User:
     """Region administrators add anyone; trust administrators their own trust's staff,
     never region roles (no one grants more than they hold)."""
@@ -128,6 +129,7 @@ def add_user(
             trust=trust,
             display_name=display_name,
             password=password,
+            email=email,
         ),
         {
             "user": username,

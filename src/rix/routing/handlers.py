@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from rix import reconcile
+from rix import mail, reconcile
+from rix.hl7 import oru
 from rix.jobs.worker import Handler
 from rix.routing import deliver, notify, prefetch, stability, transfer
+from rix.workflow import reports, turnaround
 
 HANDLERS: dict[str, Handler] = {
     stability.KIND: stability.run,
@@ -14,4 +16,8 @@ HANDLERS: dict[str, Handler] = {
     notify.KIND: notify.run,
     reconcile.KIND: reconcile.run,
     reconcile.EXPIRE_KIND: reconcile.expire,
+    mail.KIND: mail.run,
+    turnaround.CHECK_KIND: turnaround.run_check,
+    reports.STORE_KIND: reports.store_sr,
+    oru.KIND: reports.send_oru,
 }

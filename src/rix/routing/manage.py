@@ -169,4 +169,3 @@ def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title:
             {"requested": True, "destination": peer.title, "job": pk},
         )
     return pk
-

@@ -38,12 +38,14 @@ def schedule(
     trust: Trust,
     modalities: Sequence[str] = (),
     body_parts: Sequence[str] = (),
-    last: int = 3,
+    last: int | None = 3,
     priority: int = Priority.ROUTINE,
     run_at: float | None = None,
     requested_by: str = "rix",
+    key: str | None = None,
 ) -> int:
-    """Queue a prefetch of a person's priors for ``trust``; one pending per pair."""
+    """Queue a prefetch of a person's priors for ``trust``; one pending per pair, or per
+    ``key`` (an order's). ``last`` None takes the ``prefetch_priors`` setting when it runs."""
     return queue.enqueue(
         conn,
         KIND,
@@ -56,7 +58,7 @@ def schedule(
             "requested_by": requested_by,
         },
         priority=priority,
-        key=f"{KIND}:{trust.code}:{person_pk}",
+        key=key or f"{KIND}:{trust.code}:{person_pk}",
         run_at=run_at,
         label=f"prefetch priors for {trust.code}",
         trust_pk=trust.pk,
@@ -132,7 +134,8 @@ def run(ctx: Context) -> None:
         trust = get_trust(conn, str(payload["trust"]))
         rows = transfer.recent_studies(conn, int(payload["person_pk"]), trust, days=0)
         chosen = relevant(conn, rows, set(payload["modalities"]), set(payload["body_parts"]))
-    chosen = chosen[: int(payload["last"])]
+    last = payload.get("last")
+    chosen = chosen[: ctx.archive.settings.prefetch_priors if last is None else int(last)]
     if trust.pacs_ae:
         deliver.schedule_for_trust(ctx, [r["study_uid"] for r in chosen], trust, KIND)
         return

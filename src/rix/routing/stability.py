@@ -2,7 +2,8 @@
 and only then do routing rules see it (a half-arrived study is never forwarded).
 
 Every commit that adds instances moves its studies' pending ``stable`` job later (one
-keyed job per study), so the job runs once the study has been quiet that long.
+keyed job per study), so the job runs once the study has been quiet that long. It also
+matches the study to its order (``rix.workflow.orders.match_study``): once per study.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rix.jobs import queue
 from rix.jobs.queue import Priority
 from rix.jobs.worker import Context
 from rix.routing import deliver, rules
+from rix.workflow import orders
 
 KIND = "stable"
 log = structlog.get_logger(__name__)
@@ -84,6 +86,8 @@ def facts(conn: Connection, study_uid: str) -> rules.Facts | None:
 
 def run(ctx: Context) -> None:
     study_uid = str(ctx.job.payload["study_uid"])
+    with begin_write(ctx.archive.engine) as conn:
+        orders.match_study(conn, study_uid)  # once per study, never per instance
     with ctx.archive.engine.connect() as conn:
         found = facts(conn, study_uid)
         if found is None:

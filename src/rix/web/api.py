@@ -62,6 +62,7 @@ class UserIn(BaseModel):
     trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
     display_name: Text = ""
     password: Annotated[str, StringConstraints(max_length=1024)] = ""
+    email: Annotated[str, StringConstraints(max_length=254)] = ""
 
 
 class TokenIn(BaseModel):
@@ -202,6 +203,7 @@ def add_user(request: Request, body: UserIn) -> dict[str, Any]:
         trust=body.trust,
         display_name=body.display_name,
         password=body.password,
+        email=body.email,
     )
     return {"username": user.username, "roles": sorted(user.roles)}
 

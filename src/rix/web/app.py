@@ -11,11 +11,35 @@ from sqlalchemy import text
 
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.web import api, imports_api, jobs_api, login, oidc_login, viewer, wado_uri
+from rix.web import (
+    api,
+    imports_api,
+    jobs_api,
+    login,
+    oidc_login,
+    orders_api,
+    reporting_api,
+    share,
+    shares_api,
+    turnaround_api,
+    viewer,
+    wado_uri,
+)
 from rix.web.auth import authenticate, authorize_study
 from rix.web.dicomweb import qido, stow, wado
 from rix.web.dicomweb.errors import rix_error_handler
-from rix.web.portal import admin, imports, launch, pages, search, status, study
+from rix.web.portal import (
+    admin,
+    imports,
+    launch,
+    pages,
+    reporting,
+    search,
+    shares,
+    status,
+    study,
+    turnaround,
+)
 
 
 def create_app(archive: Archive) -> FastAPI:
@@ -70,6 +94,11 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(jobs_api.router, dependencies=signed_in)
     app.include_router(imports_api.router, dependencies=signed_in)
+    app.include_router(orders_api.router, dependencies=signed_in)
+    app.include_router(shares_api.router, dependencies=signed_in)
+    app.include_router(reporting_api.router, dependencies=signed_in)
+    app.include_router(turnaround_api.router, dependencies=signed_in)
+    app.include_router(share.router)  # public: a share link's holder has no account
     # the OHIF viewer: its pages need a session (redirect to /login), its bundles do not
     app.include_router(viewer.router)
     # the portal's pages: each needs a session (redirect to /login), its files do not
@@ -80,6 +109,9 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(admin.router)
     app.include_router(status.router)
+    app.include_router(reporting.router)
+    app.include_router(turnaround.router)
+    app.include_router(shares.router)
     viewer.warn_if_missing(archive.settings.viewer_dir)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)

@@ -15,7 +15,7 @@ from threading import Lock
 
 from fastapi import Request
 
-from rix import access, audit
+from rix import access, audit, sharing
 from rix.access import Principal, Touched
 from rix.auth import identify
 from rix.auth.credentials import CredentialKind
@@ -25,6 +25,7 @@ from rix.web import csrf
 from rix.web.dicomweb.errors import archive_of, check_uids
 
 SESSION_COOKIE = "rix_session"
+SHARE_COOKIE = "rix_share"  # a second-opinion link's browser session (rix.sharing)
 VIEW_SUFFIXES = ("/metadata", "/rendered", "/thumbnail")
 VIEW_PARTS = ("/frames/", "/bulk/")
 VIEW_WINDOW = 300.0  # seconds in which repeated views of a study are one audit event
@@ -63,6 +64,8 @@ def caller(request: Request) -> Principal:
             user = identify.by_bearer(archive.engine, archive.settings, token.strip())
         elif cookie := request.cookies.get(SESSION_COOKIE):
             user = identify.by_secret(archive.engine, cookie, CredentialKind.SESSION)
+        elif secret := request.cookies.get(SHARE_COOKIE):
+            return _share_caller(request, secret)
         else:
             raise Unauthenticated("sign in at /login, or send Authorization: Bearer <token>")
     except Unauthenticated as exc:
@@ -75,6 +78,22 @@ def caller(request: Request) -> Principal:
             )
         raise
     principal = Principal.of_user(user, source_of(request))
+    request.state.principal = principal
+    return principal
+
+
+def _share_caller(request: Request, secret: str) -> Principal:
+    """The holder of an opened share link: looked up on every request (no cache), so a
+    revoked or expired share ends here at once; limited to the routes a share reads
+    (``access.require_share_route``) and, by ``access.scope``, to its studies."""
+    with archive_of(request).engine.connect() as conn:
+        session = sharing.session_of(conn, secret)
+    if session is None:
+        raise Unauthenticated("this shared link's session has ended: open the link again")
+    if not session.verified:
+        raise Unauthenticated("enter the PIN first")
+    principal = session.share.principal(source_of(request))
+    access.require_share_route(principal, request.method, request.url.path)
     request.state.principal = principal
     return principal
 

@@ -27,14 +27,12 @@ def token_for(session_secret: str) -> str:
     return hmac.new(session_secret.encode(), b"rix-csrf-v1", hashlib.sha256).hexdigest()
 
 
-
-
 def same_origin(request: Request) -> bool:
     """False when the browser says the request came from another site (Origin, RFC 6454;
     Sec-Fetch-Site). Absent headers prove nothing either way, so they pass here."""
     site = request.headers.get("sec-fetch-site", "")
-    if site and site not in ("same-origin", "none"):
-        return False
+    if site:  # set by the browser, beyond any page's reach; Origin may be "null" under
+        return site in ("same-origin", "none")  # Referrer-Policy: no-referrer (share pages)
     origin = request.headers.get("origin", "")
     if origin and origin != "null":
         return origin.split("://", 1)[-1] == request.headers.get("host", "")

@@ -55,9 +55,7 @@ def start(request: Request, next: str = "/") -> Response:
 
 
 @router.get(CALLBACK_PATH, summary="Back from the identity provider: the session starts here")
-async def callback(
-    request: Request, code: str = "", state: str = "", error: str = ""
-) -> Response:
+async def callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
     archive = archive_of(request)
     pending: PendingSignIn | None = None
     try:

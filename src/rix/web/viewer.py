@@ -52,7 +52,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse
 
 from rix.errors import Unauthenticated
-from rix.web.auth import authenticate
+from rix.web.auth import SHARE_COOKIE, authenticate
 from rix.web.dicomweb.errors import archive_of
 from rix.web.dicomweb.media import accepts_gzip
 
@@ -297,6 +297,8 @@ def sign_in_first(request: Request) -> Response | None:
     try:
         authenticate(request)
     except Unauthenticated:
+        if request.cookies.get(SHARE_COOKIE):  # a share's ended session: its own page says so
+            return RedirectResponse("/share", status_code=303)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
     return None

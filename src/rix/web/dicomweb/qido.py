@@ -356,6 +356,8 @@ def regional_mount(request: Request) -> None:
     answers give PatientID as ``issuer/ID``, and that form asked back matches the whole
     person, as far as the caller may see (the scope applies as everywhere)."""
     request.state.regional = True
+
+
 DOC = (
     "Any attribute keyword or tag is a matching key, with C-FIND matching: `*`/`?` "
     "wildcards, `a-b` date ranges, comma-separated UID lists."

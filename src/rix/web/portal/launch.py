@@ -82,6 +82,4 @@ def invoke_image_display(
         raise Conflict("requestType=STUDY needs studyUID or accessionNumber")
     for uid in uids:
         check_study(request, uid)  # 404 or 403, audited, as for a typed address
-    return RedirectResponse(
-        "/viewer/viewer?StudyInstanceUIDs=" + ",".join(uids), status_code=303
-    )
+    return RedirectResponse("/viewer/viewer?StudyInstanceUIDs=" + ",".join(uids), status_code=303)

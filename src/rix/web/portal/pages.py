@@ -70,11 +70,16 @@ def user(request: Request) -> Principal:
         raise SignInFirst(target) from exc
 
 
-async def form_of(request: Request) -> dict[str, str]:
-    """A submitted form (urlencoded), after its CSRF token is checked (``rix.web.csrf``).
-    Only the first value of each field counts; fields are short by construction."""
+async def fields_of(request: Request) -> dict[str, str]:
+    """A submitted form (urlencoded), unchecked: only the first value of each field
+    counts; fields are short by construction."""
     body = (await request.body()).decode("utf-8", "replace")
-    form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """A submitted form, after its CSRF token is checked (``rix.web.csrf``)."""
+    form = await fields_of(request)
     secret = request.cookies.get(SESSION_COOKIE, "")
     if secret and not request.headers.get("authorization"):
         csrf.check(request, secret, form.get(csrf.FIELD, ""))
@@ -134,6 +139,13 @@ def date_text(value: str) -> str:
         return value
 
 
+def when(moment: float | None) -> str:
+    """A time as people read it here: 7 Mar 2026 14:05 (the server's local time)."""
+    if moment is None:
+        return ""
+    return time.strftime("%-d %b %Y %H:%M", time.localtime(moment))
+
+
 def person_name(value: str) -> str:
     """A DICOM PN (Family^Given^Middle^Prefix^Suffix) as ``FAMILY, Given Middle``."""
     family, _, rest = value.partition("^")
@@ -163,6 +175,7 @@ ENVIRONMENT.filters["date"] = date_text
 ENVIRONMENT.filters["values"] = values
 ENVIRONMENT.filters["person"] = person_name
 ENVIRONMENT.filters["sex"] = sex_text
+ENVIRONMENT.filters["when"] = when
 ENVIRONMENT.globals["roles"] = Role
 ENVIRONMENT.globals["quote"] = url_part
 

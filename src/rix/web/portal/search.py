@@ -26,6 +26,7 @@ from rix.region import admin, nhs, trusts
 from rix.region import timeline as timeline_of
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
+from rix.workflow import reporting
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -123,9 +124,10 @@ def search_page(request: Request, me: User, q: str = "", dob: str = "") -> Respo
             {"patient_search": {"text": text, "birth_date": birth}, "records": len(rows)},
         )
     context = {"q": q, "dob": dob, "people": found, "searched": bool(q or dob), "error": error}
-    partial = request.headers.get("hx-request") == "true" and request.headers.get(
-        "hx-target"
-    ) == "results"
+    partial = (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-target") == "results"
+    )
     return pages.render(request, "results.html" if partial else "search.html", context)
 
 
@@ -138,6 +140,8 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
         raise Conflict("an NHS number is ten digits")
     found = timeline_of.of_person(archive, me, nhs_number=nhs_number, patient=patient)
     who = found.records[0] if found.records else None
+    with archive.engine.connect() as conn:  # the reports signed here (rix.workflow)
+        reported = reporting.statuses_of(conn, [s["study_uid"] for s in found.studies])
     return pages.render(
         request,
         "timeline.html",
@@ -148,6 +152,7 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
             "patient": patient,
             "may_break_glass": bool(me.roles & access.BREAK_GLASS_ROLES),
             "break_glass_hours": archive.settings.break_glass_hours,
+            "reported": reported,
         },
     )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -27,14 +26,12 @@ from rix.jobs import queue
 from rix.jobs.queue import State
 from rix.store.files import FileStore
 from rix.web.dicomweb.errors import archive_of
-from rix.web.portal import pages
+from rix.web.portal import charts, pages
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
 PROBLEM_DAYS = 7  # how far back the page looks for refused and failed events
-BAR_WIDTH = 20  # SVG user units per hour
-BAR_HEIGHT = 120  # the tallest bar
-LABEL_ROOM = 20  # below the bars, for the hour labels
+BAR_WIDTH, BAR_HEIGHT, LABEL_ROOM = charts.BAR_WIDTH, charts.BAR_HEIGHT, charts.LABEL_ROOM
 
 
 def own_trust(principal: Principal) -> int | None:
@@ -71,38 +68,13 @@ def gist(detail: dict[str, Any]) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Bar:
-    """One hour's bar, in SVG user units (y grows downwards)."""
-
-    x: int
-    y: int
-    height: int
-    count: int
-    label: str  # the hour, e.g. 14:00
-    tick: bool  # whether the hour is labelled under the axis
-
-
-def bars(hours: list[statistics.HourCount]) -> list[Bar]:
-    """The ingest chart's bars: the busiest hour is ``BAR_HEIGHT`` tall; an hour with any
-    arrival at least 2 units, so it is never drawn as none."""
-    top = max((h.instances for h in hours), default=0)
-    drawn = []
-    for i, hour in enumerate(hours):
-        height = 0 if top == 0 else round(hour.instances / top * BAR_HEIGHT)
-        if hour.instances:
-            height = max(height, 2)
-        drawn.append(
-            Bar(
-                x=i * BAR_WIDTH + 2,
-                y=BAR_HEIGHT - height,
-                height=height,
-                count=hour.instances,
-                label=time.strftime("%H:00", time.localtime(hour.start)),
-                tick=i % 6 == 0 or i == len(hours) - 1,
-            )
-        )
-    return drawn
+def bars(hours: list[statistics.HourCount]) -> list[charts.Bar]:
+    """The ingest chart's bars, one per hour; every sixth hour and the last labelled."""
+    return charts.columns(
+        [h.instances for h in hours],
+        [time.strftime("%H:00", time.localtime(h.start)) for h in hours],
+        tick=lambda i: i % 6 == 0 or i == len(hours) - 1,
+    )
 
 
 def _free_space(request: Request) -> int | None:

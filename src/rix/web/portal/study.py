@@ -25,6 +25,7 @@ from rix.routing import manage
 from rix.web.auth import authorize_study, source_of
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
+from rix.workflow import reports as workflow_reports
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -58,6 +59,8 @@ def study_page(request: Request, me: User, study: str, sent: str = "") -> Respon
         if a.trust is not None and me.trust is not None and a.trust.code == me.trust.code
     ]
     reports = [s for s in series if s.get("Modality") in REPORT_MODALITIES]
+    with archive_of(request).engine.connect() as conn:  # signed here (rix.workflow)
+        written = workflow_reports.signed_versions(conn, study)
     return pages.render(
         request,
         "study.html",
@@ -67,22 +70,30 @@ def study_page(request: Request, me: User, study: str, sent: str = "") -> Respon
             "trust": trust,
             "reports": reports,
             "report_kinds": REPORT_MODALITIES,
+            "written": written,
+            "report_text": workflow_reports.current_text(written, written[-1]) if written else "",
             "destinations": destinations,
             "sent": sent[:16],  # an AE title, shown as text
             "patient_ref": f"{row['IssuerOfPatientID']}/{row['PatientID']}",
+            "may_share": bool(me.roles & access.SHARE_ROLES),
         },
     )
 
 
 @router.get("/studies/{study}/download", dependencies=Authorised)
 async def download(request: Request, me: User, study: str) -> Response:
+    access.require_download(me)
+    return await zip_response(request, me, study)
+
+
+async def zip_response(request: Request, principal: Principal, study: str) -> Response:
     """A zip of the study with a DICOMDIR, streamed; its length is sent first, so the
     browser's download shows progress. Each file is the stored instance, byte for byte,
     except outside media reconciled to a local record, which carry that record's identity
-    (``rix.export.zip_for_download``)."""
+    (``rix.export.zip_for_download``). Also a share's download (``rix.web.share``)."""
     archive = archive_of(request)
     found = await run_in_threadpool(
-        export.zip_for_download, archive, [study], me, source_of(request)
+        export.zip_for_download, archive, [study], principal, source_of(request)
     )
     headers = {
         "Content-Disposition": 'attachment; filename="rix-study.zip"',
@@ -104,6 +115,4 @@ async def send(request: Request, me: User, study: str) -> Response:
         raise Conflict("choose a destination")
     archive = archive_of(request)
     await run_in_threadpool(manage.send_study, archive, me, study, title)
-    return RedirectResponse(
-        f"/studies/{study}?sent={pages.url_part(title)}", status_code=303
-    )
+    return RedirectResponse(f"/studies/{study}?sent={pages.url_part(title)}", status_code=303)

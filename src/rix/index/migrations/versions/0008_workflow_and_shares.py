@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("email", sa.Text(), server_default="", nullable=False))
     op.create_table(
         "report_templates",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -66,6 +68,7 @@ def upgrade() -> None:
         sa.Column("ordered_at", sa.Float(), nullable=True),
         sa.Column("scheduled_at", sa.Float(), nullable=True),
         sa.Column("study_uid", sa.String(length=64), nullable=True),
+        sa.Column("requested_study_uid", sa.String(length=64), server_default="", nullable=False),
         sa.Column("source", sa.String(length=8), server_default="", nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
@@ -83,6 +86,9 @@ def upgrade() -> None:
             "ix_orders_status_scheduled_at", ["status", "scheduled_at"], unique=False
         )
         batch_op.create_index("ix_orders_study_uid", ["study_uid"], unique=False)
+        batch_op.create_index(
+            "ix_orders_requested_study_uid", ["requested_study_uid"], unique=False
+        )
         batch_op.create_index(
             "ix_orders_trust_pk_accession", ["trust_pk", "accession_number"], unique=False
         )
@@ -258,6 +264,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("email")
     op.drop_table("share_studies")
     with op.batch_alter_table("share_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_share_sessions_share_pk")
@@ -289,6 +297,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_orders_trust_pk_placer")
         batch_op.drop_index("ix_orders_trust_pk_accession")
         batch_op.drop_index("ix_orders_study_uid")
+        batch_op.drop_index("ix_orders_requested_study_uid")
         batch_op.drop_index("ix_orders_status_scheduled_at")
         batch_op.drop_index("ix_orders_patient_pk")
 

@@ -1,0 +1,1 @@
+"""The radiology workflow: orders, the worklists, reports and turnaround (issue 7)."""
