@@ -525,10 +525,10 @@ def end_session(archive: Archive, secret: str) -> None:
 # --- the opinion sent back ---
 
 
-def key_images(conn: Connection, study_uid: str, spec: str) -> list[sr.KeyImage]:
+def key_images(conn: Connection, study_uid: str, spec: str) -> list[sr.Reference]:
     """``spec`` names images as people read them off the viewer: ``series/image`` numbers,
     comma-separated (``3/45, 3/50``); each must exist in the study."""
-    found: list[sr.KeyImage] = []
+    found: list[sr.Reference] = []
     for part in [p.strip() for p in spec.replace(";", ",").split(",") if p.strip()][:50]:
         series_text, slash, image_text = part.partition("/")
         if not slash or not series_text.strip().isdigit() or not image_text.strip().isdigit():
@@ -547,7 +547,7 @@ def key_images(conn: Connection, study_uid: str, spec: str) -> list[sr.KeyImage]
         if row is None:
             raise Conflict(f"there is no image {part} in this study")
         found.append(
-            sr.KeyImage(
+            sr.Reference(
                 sop_class_uid=row.sop_class_uid,
                 sop_instance_uid=row.sop_uid,
                 series_uid=row.series_uid,

@@ -35,8 +35,9 @@ FINDING = ("121071", "DCM", "Finding")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class KeyImage:
-    """An image the text points at: the SR references it by class and instance."""
+class Reference:
+    """An instance the SR points at (a key image, the report version it follows), by
+    class, instance and series."""
 
     sop_class_uid: str
     sop_instance_uid: str
@@ -87,13 +88,16 @@ def text_document(
     final: bool,
     series_description: str,
     title: tuple[str, str, str] = REPORT_TITLE,
-    key_images: Sequence[KeyImage] = (),
+    key_images: Sequence[Reference] = (),
     sop_instance_uid: str = "",
+    predecessors: Sequence[Reference] = (),
 ) -> Dataset:
     """A Basic Text SR in ``study_uid``: ``text`` as one finding, each key image
     referenced. ``final`` marks it COMPLETE and VERIFIED by ``author`` (a signed report);
     otherwise PARTIAL and UNVERIFIED (preliminary, an outside opinion). A caller that
-    may build it twice (a retried job) passes the ``sop_instance_uid`` it chose once."""
+    may build it twice (a retried job) passes the ``sop_instance_uid`` it chose once; an
+    addendum or correction names the stored version it follows (``predecessors``: PS3.3
+    C.17.2, Predecessor Documents Sequence), so a PACS shows them as one report's history."""
     ds = _study_header(conn, study_uid)
     now = time.gmtime()
     date, clock = time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
@@ -138,10 +142,12 @@ def text_document(
     ds.ContentSequence = DicomSequence(content)
     if key_images:
         ds.CurrentRequestedProcedureEvidenceSequence = _evidence(study_uid, key_images)
+    if predecessors:
+        ds.PredecessorDocumentsSequence = _evidence(study_uid, predecessors)
     return ds
 
 
-def _image_item(image: KeyImage) -> Dataset:
+def _image_item(image: Reference) -> Dataset:
     reference = Dataset()
     reference.ReferencedSOPClassUID = image.sop_class_uid
     reference.ReferencedSOPInstanceUID = image.sop_instance_uid
@@ -152,9 +158,9 @@ def _image_item(image: KeyImage) -> Dataset:
     return item
 
 
-def _evidence(study_uid: str, key_images: Sequence[KeyImage]) -> DicomSequence:
+def _evidence(study_uid: str, key_images: Sequence[Reference]) -> DicomSequence:
     """Hierarchical SOP references (PS3.3 C.17.2.1): study, then series, then images."""
-    by_series: dict[str, list[KeyImage]] = {}
+    by_series: dict[str, list[Reference]] = {}
     for image in key_images:
         by_series.setdefault(image.series_uid, []).append(image)
     series_items = []

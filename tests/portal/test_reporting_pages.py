@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from pydicom.uid import generate_uid
 
-from tests.peers import dicomweb
+from tests.peers import browser, dicomweb
 from tests.portal.conftest import ADMIN, PARTNER, PASSWORD, Portal, Region, phantom
 from tests.portal.test_portal import AXE, serious_violations, sign_in
 
@@ -79,6 +79,7 @@ def test_a_radiologist_claims_a_partners_study_and_signs_the_report(
     row = page.locator(f"tr[data-study='{uid}']")
     expect(row).to_contain_text("CT chest for reporting")
     expect(row).to_contain_text("Outpatient")
+    browser.screenshot(page, "portal-worklist")
     page.goto(f"{portal.origin}/studies/{uid}")
     expect(page.get_by_role("alert")).to_contain_text("not shared with you")
 
@@ -90,6 +91,7 @@ def test_a_radiologist_claims_a_partners_study_and_signs_the_report(
     page.get_by_label("Template").select_option("General")  # reporting.js fills it in
     expect(text).to_have_value("Clinical details:\n\nTechnique:\n\nFindings:\n\nConclusion:\n")
     text.fill(REPORT)
+    browser.screenshot(page, "portal-report-editor")
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("status")).to_have_text("Draft saved.")
     expect(text).to_have_value(REPORT)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, create_engine, text
 
 from rix.config import normalise_database_url
+from rix.workflow import turnaround
 from tests.peers.server import RixServer
 
 T = TypeVar("T")
@@ -32,10 +33,12 @@ def connected(server: RixServer) -> Iterator[Connection]:
 
 
 def jobs(server: RixServer, kind: str = "") -> list[Row[Any]]:
-    """Every job (of ``kind``), oldest first."""
-    query = "SELECT * FROM jobs" + (" WHERE kind = :kind" if kind else "") + " ORDER BY id"
+    """Every job (of ``kind``), oldest first; without a kind, not the worker's own
+    recurring turnaround check, which is always pending and never "settles"."""
+    where = "kind = :kind" if kind else "kind != :kind"
+    query = f"SELECT * FROM jobs WHERE {where} ORDER BY id"
     with connected(server) as conn:
-        return list(conn.execute(text(query), {"kind": kind}))
+        return list(conn.execute(text(query), {"kind": kind or turnaround.CHECK_KIND}))
 
 
 def delivered(server: RixServer, destination: str) -> list[str]:

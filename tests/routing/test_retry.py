@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydicom
 
+from rix.workflow import turnaround
 from tests.conftest import new_server
 from tests.peers import dcmtk
 from tests.peers.dcmtk import StoreSCP
@@ -77,4 +78,8 @@ def test_a_study_for_a_destination_that_was_down_arrives_once_after_rix_was_kill
     assert (send.state, send.done, send.total) == ("done", 8, 8)
     assert all(r.state == "done" for r in jobs)
     listed = server.rix("jobs", "list").stdout.strip().splitlines()
-    assert listed[-1] == f"{len(jobs)} done"  # nothing pending, running or dead
+    summary = {state: int(n) for n, state in (p.split(" ", 1) for p in listed[-1].split(", "))}
+    # nothing running or dead; pending only the worker's own recurring turnaround check
+    recurring = index.jobs(server, turnaround.CHECK_KIND)
+    assert summary.pop("pending", 0) == sum(r.state == "pending" for r in recurring) == 1
+    assert summary == {"done": len(jobs) + sum(r.state == "done" for r in recurring)}

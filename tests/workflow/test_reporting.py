@@ -5,9 +5,12 @@ with the claim; nothing signed is ever changed."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pydicom import Dataset, dcmread
 from sqlalchemy import select
 
 from rix import access
@@ -278,6 +281,44 @@ def test_a_signed_final_is_stored_in_its_study_as_a_text_sr(
     finally:
         workers.stop()
     assert _sr_study(archive, final.sr_instance_uid or "") == found.b_chest
+
+
+def test_an_addendum_is_stored_as_an_sr_naming_the_final_it_follows(
+    archive: Archive, found: Studies, tmp_path: Path
+) -> None:
+    me = principal(archive, "a.rad")
+    reporting.claim(archive, me, found.b_chest)
+    final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
+    workers = Workers(archive, HANDLERS, 1).start()
+    try:
+        wait_for("the final's SR", lambda: _sr_study(archive, final.sr_instance_uid or ""))
+        reporting.claim(archive, me, found.b_chest)  # signing released the claim
+        added = reports.save(archive, me, found.b_chest, action="addendum", text="Rib fracture.")
+        wait_for("the addendum's SR", lambda: _sr_study(archive, added.sr_instance_uid or ""))
+    finally:
+        workers.stop()
+    stored = _stored_sr(archive, added.sr_instance_uid or "")
+    (predecessor,) = stored.PredecessorDocumentsSequence
+    assert predecessor.StudyInstanceUID == found.b_chest
+    refs = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert [r.ReferencedSOPInstanceUID for r in refs] == [final.sr_instance_uid]
+    assert stored.ContentSequence[0].TextValue.startswith("Clear lungs.")
+    assert "Rib fracture." in stored.ContentSequence[0].TextValue
+    # an outside SR reader takes it as a well-formed Basic Text SR
+    path = tmp_path / "addendum.dcm"
+    stored.save_as(path, enforce_file_format=True)
+    dump = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True, check=True)
+    assert "Basic Text SR Document" in dump.stdout and "Clear lungs." in dump.stdout
+    assert "error" not in (dump.stdout + dump.stderr).lower(), dump.stderr
+
+
+def _stored_sr(archive: Archive, sop_uid: str) -> Dataset:
+    with archive.engine.connect() as conn:
+        key = conn.execute(
+            select(instances.c.storage_key).where(instances.c.sop_uid == sop_uid)
+        ).scalar_one()
+    with archive.store.open(key) as stream:
+        return dcmread(stream)
 
 
 def _sr_study(archive: Archive, sop_uid: str) -> str | None:

@@ -347,6 +347,32 @@ def _stored(conn: Connection, sop_uid: str) -> bool:
     )
 
 
+def _predecessor(conn: Connection, chain: list[Report], report: Report) -> list[sr.Reference]:
+    """The stored SR of the version an addendum or correction follows (none for a first
+    final, or while that one's own job has not stored it yet)."""
+    earlier = [
+        r
+        for r in chain
+        if r.pk < report.pk and r.status in STORED_AS_SR and r.sr_instance_uid is not None
+    ]
+    if report.status is Version.FINAL or not earlier:
+        return []
+    row = conn.execute(
+        select(instances.c.sop_class_uid, series.c.series_uid)
+        .join(series, series.c.id == instances.c.series_pk)
+        .where(instances.c.sop_uid == earlier[-1].sr_instance_uid)
+    ).first()
+    if row is None:
+        return []
+    return [
+        sr.Reference(
+            sop_class_uid=row.sop_class_uid,
+            sop_instance_uid=str(earlier[-1].sr_instance_uid),
+            series_uid=row.series_uid,
+        )
+    ]
+
+
 def store_sr(ctx: Context) -> None:
     """Store a signed version in its study as a Basic Text SR, under the SOP Instance UID
     chosen when it was signed: a job run again finds it stored and stops."""
@@ -372,6 +398,7 @@ def store_sr(ctx: Context) -> None:
             final=True,
             series_description=SERIES_DESCRIPTION[report.status],
             sop_instance_uid=report.sr_instance_uid,
+            predecessors=_predecessor(conn, chain, report),
         )
     sr.store(archive, ds, source="report")
 

@@ -38,7 +38,8 @@ from rix.routing import manage
 from rix.web import api
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
-from rix.web.portal.status import own_trust, when
+from rix.web.portal.pages import when
+from rix.web.portal.status import own_trust
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]

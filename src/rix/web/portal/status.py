@@ -42,13 +42,6 @@ def own_trust(principal: Principal) -> int | None:
     return principal.trust.pk if principal.trust is not None else -1
 
 
-def when(moment: float | None) -> str:
-    """A time as people read it here: 7 Mar 2026 14:05 (the server's local time)."""
-    if moment is None:
-        return ""
-    return time.strftime("%-d %b %Y %H:%M", time.localtime(moment))
-
-
 def size_text(count: int) -> str:
     """Bytes in decimal units, as disks are sold: 1.5 GB."""
     if count < 1000:
@@ -131,7 +124,7 @@ def status_page(request: Request, me: User) -> Response:
             "problems": problems,
             "problem_days": PROBLEM_DAYS,
             "region": trust_pk is None,
-            "when": when,
+            "when": pages.when,
             "size": size_text,
             "gist": gist,
         },
