@@ -13,8 +13,9 @@ on a fresh PostgreSQL database (``RIX_BENCH_PG``, default the machine's server o
 - an encounter at their own trust for every record, referrals to Northgate for 30%
   of its partners' patients, a few expired ones, and one break-glass declaration;
 - principals: Northgate's AE (its own studies, and its partners' where a relationship
-  exists; registered at 127.0.0.1) and a Northgate clinician (the same, plus
-  break-glass; signed in with an API token); unscoped is rix itself.
+  exists; registered at 127.0.0.1) and a Northgate clinician who is also a radiologist
+  (the same, plus break-glass and the reporting worklist's claims and reports: the widest
+  scope; signed in with an API token); unscoped is rix itself.
 
 PostgreSQL is ANALYZEd after the load, as autovacuum would be within a minute; SQLite is
 measured as rix runs it, without statistics (rix never runs ANALYZE on it).
@@ -86,6 +87,7 @@ from rix.index.schema import (
     patients,
     persons,
     relationships,
+    report_claims,
     series,
     studies,
 )
@@ -415,7 +417,9 @@ def build(archive: Archive) -> Region:
         archive,
         SYSTEM,
         username=USERNAME,
-        roles=frozenset({Role.CLINICIAN}),
+        # also a radiologist: the widest scope, with the reporting worklist's two probes
+        # (a claim, a report written) beside relationships and break-glass
+        roles=frozenset({Role.CLINICIAN, Role.RADIOLOGIST}),
         trust=HOME,
         display_name="Bench Clinician",
     )
@@ -440,6 +444,7 @@ def build(archive: Archive) -> Region:
         reason="unconscious patient in the emergency department",
         nhs_number=glass.person.nhs_number,
     )
+    _claims(archive, user.pk, [trusts[code].pk for code in PARTNERS])
     probe = referred[0]
     with archive.engine.connect() as conn:
         study = next(
@@ -458,6 +463,24 @@ def build(archive: Archive) -> Region:
         token=token,
         counts=_counts(archive),
     )
+
+
+def _claims(archive: Archive, user_pk: int, partner_pks: list[int]) -> None:
+    """Thirty partner studies the user claimed on the reporting worklist: the rows the
+    radiologist's claim probe reads (a claim opens the study to them)."""
+    with begin_write(archive.engine) as conn:
+        uids = conn.execute(
+            select(studies.c.study_uid)
+            .where(studies.c.trust_pk.in_(partner_pks))
+            .order_by(studies.c.id)
+            .limit(30)
+        ).scalars()
+        now = time.time()
+        rows = [
+            {"study_uid": u, "user_pk": user_pk, "claimed_at": now, "expires_at": now + 86400}
+            for u in uids
+        ]
+        conn.execute(report_claims.insert(), rows)
 
 
 def _counts(archive: Archive) -> dict[str, int]:
@@ -868,7 +891,8 @@ def markdown(
         "rounds; unscoped = the same request with `access.scope` switched off in the bench "
         "process",
         f"- region: {len(TRUSTS)} trusts, {len(AGREEMENTS)} sharing agreements; principals "
-        f"{HOME}'s AE and a {HOME} clinician (relationships and one break-glass); "
+        f"{HOME}'s AE and a {HOME} clinician-radiologist (relationships, one break-glass, "
+        "reporting claims); "
         f"target: scoped <= {TARGET:g}x unscoped, every query",
         "- statistics: PostgreSQL ANALYZEd after the load; SQLite without (as rix runs it)",
     ]

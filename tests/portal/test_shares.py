@@ -218,7 +218,9 @@ def test_a_pin_is_asked_and_five_wrong_ones_lock_the_share_and_tell_the_owner(
     assert "locked" in alert["Subject"]
     uses = api.get(f"/api/shares/{share['id']}").json()["uses"]
     refused = [u for u in uses if u["kind"] == "login" and u["outcome"] == "refused"]
-    assert len(refused) == 5
+    assert [u["detail"]["via"] for u in refused].count("share-pin") == 5
+    opening = [u for u in refused if u["detail"]["via"] == "share-link"]
+    assert len(opening) == 1 and "locked" in opening[0]["detail"]["reason"]  # refused, on record
 
 
 def test_the_right_pin_opens_the_share(api: httpx.Client, region: Region, portal: Portal) -> None:

@@ -522,7 +522,6 @@ reports = Table(
     Column("signed_at", Float),  # preliminary or final: when it became visible
 )
 Index("ix_reports_study_uid", reports.c.study_uid)
-Index("ix_reports_status_signed_at", reports.c.status, reports.c.signed_at)
 
 report_claims = Table(
     "report_claims",

@@ -215,7 +215,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reports")),
     )
     with op.batch_alter_table("reports", schema=None) as batch_op:
-        batch_op.create_index("ix_reports_status_signed_at", ["status", "signed_at"], unique=False)
         batch_op.create_index("ix_reports_study_uid", ["study_uid"], unique=False)
 
     op.create_table(
@@ -277,7 +276,6 @@ def downgrade() -> None:
     op.drop_table("share_opinions")
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_index("ix_reports_study_uid")
-        batch_op.drop_index("ix_reports_status_signed_at")
 
     op.drop_table("reports")
     with op.batch_alter_table("performed_steps", schema=None) as batch_op:
