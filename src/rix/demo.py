@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
 from rix.access import SYSTEM, Principal
 from rix.archive import Archive
@@ -456,6 +456,18 @@ def _details(p: DemoPatient) -> records.Details:
     )
 
 
+def _order(
+    conn: Connection, trust: trusts.Trust, patient: DemoPatient, **fields: Any
+) -> tuple[orders.Order, bool]:
+    """One demo order, referred by the demo referrer from the trust's first site."""
+    details = orders.OrderDetails(
+        site_code=patient.issuer + "1", ordering_provider="Demo^Referrer", reason="demo", **fields
+    )
+    return orders.create(
+        conn, SYSTEM, trust=trust, patient=_details(patient), details=details, source="demo"
+    )
+
+
 def _place_orders(archive: Archive, now: float) -> bool:
     """The orders of the ordered cases (matched at once to their studies by accession
     number) and the bookings; True when they are new (a first load)."""
@@ -467,26 +479,18 @@ def _place_orders(archive: Archive, now: float) -> bool:
                 continue
             study = STUDY_OF[case.accession]
             ordered = now - (case.arrived_hours_ago + 1) * HOUR
-            details = orders.OrderDetails(
+            order, created = _order(
+                conn,
+                by_code[study.patient.issuer],
+                study.patient,
                 placer_number=f"DEMO-{case.accession}",
                 accession_number=case.accession,
                 priority=orders.Priority(case.priority),
                 modality=study.modality,
                 body_part=study.body_part,
                 procedure_text=study.description,
-                site_code=study.patient.issuer + "1",
-                ordering_provider="Demo^Referrer",
-                reason="demo",
                 ordered_at=ordered,
                 scheduled_at=ordered,
-            )
-            order, created = orders.create(
-                conn,
-                SYSTEM,
-                trust=by_code[study.patient.issuer],
-                patient=_details(study.patient),
-                details=details,
-                source="demo",
             )
             new |= created
             if created:  # demo data: the order is as old as the story says
@@ -496,24 +500,16 @@ def _place_orders(archive: Archive, now: float) -> bool:
                     .values(created_at=ordered, updated_at=ordered)
                 )
         for booking in BOOKINGS:
-            details = orders.OrderDetails(
+            _, created = _order(
+                conn,
+                by_code[booking.patient.issuer],
+                booking.patient,
                 placer_number=booking.placer,
                 priority=orders.Priority(booking.priority),
                 modality=booking.modality,
                 body_part=booking.body_part,
                 procedure_text=booking.procedure,
-                site_code=booking.patient.issuer + "1",
-                ordering_provider="Demo^Referrer",
-                reason="demo",
                 scheduled_at=round(now / HOUR + booking.in_hours) * HOUR,
-            )
-            _, created = orders.create(
-                conn,
-                SYSTEM,
-                trust=by_code[booking.patient.issuer],
-                patient=_details(booking.patient),
-                details=details,
-                source="demo",
             )
             new |= created
     return new

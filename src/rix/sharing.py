@@ -155,12 +155,18 @@ def _select() -> Any:
     )
 
 
-def _share(conn: Connection, row: Row[Any], *, with_opinions: bool = False) -> Share:
-    uids = conn.execute(
-        select(share_studies.c.study_uid)
-        .where(share_studies.c.share_pk == row.id)
-        .order_by(share_studies.c.study_uid)
-    ).scalars()
+def _share(
+    conn: Connection, row: Row[Any], *, with_opinions: bool = False, with_studies: bool = True
+) -> Share:
+    uids = (
+        ()
+        if not with_studies
+        else conn.execute(
+            select(share_studies.c.study_uid)
+            .where(share_studies.c.share_pk == row.id)
+            .order_by(share_studies.c.study_uid)
+        ).scalars()
+    )
     return Share(
         pk=row.id,
         owner_pk=row.owner_pk,
@@ -192,10 +198,9 @@ def get(conn: Connection, share_pk: int, *, with_opinions: bool = False) -> Shar
     return _share(conn, row, with_opinions=with_opinions)
 
 
-def _checked_studies(conn: Connection, principal: Principal, study_uids: Sequence[str]) -> int:
+def _checked_studies(conn: Connection, principal: Principal, uids: Sequence[str]) -> int:
     """The shared studies must all be visible to the sender and of one person (a share is
-    one patient's); returns the person (or patient record) they belong to."""
-    uids = sorted({u.strip() for u in study_uids if u.strip()})
+    one patient's); returns the person they belong to (0: a record with no person)."""
     if not uids:
         raise Conflict("choose at least one study to share")
     if len(uids) > MAX_STUDIES:
@@ -259,7 +264,8 @@ def create(
     link = link_for(settings.public_url or base_url, token)
     assert principal.trust is not None and principal.user_pk is not None
     with begin_write(archive.engine) as conn:
-        person_pk = _checked_studies(conn, principal, study_uids)
+        uids = sorted({u.strip() for u in study_uids if u.strip()})
+        person_pk = _checked_studies(conn, principal, uids)
         share_pk = conn.execute(
             insert(shares)
             .values(
@@ -277,7 +283,6 @@ def create(
             )
             .returning(shares.c.id)
         ).scalar_one()
-        uids = sorted({u.strip() for u in study_uids if u.strip()})
         conn.execute(insert(share_studies), [{"share_pk": share_pk, "study_uid": u} for u in uids])
         share = get(conn, share_pk)
         for uid in uids:
@@ -428,19 +433,24 @@ def _refusal(share: Share | None) -> RixError | None:
     return None
 
 
-def session_of(conn: Connection, secret: str) -> Session | None:
-    """The share a browser session belongs to, while both are open; None otherwise."""
+def session_of(conn: Connection, secret: str, *, with_studies: bool = False) -> Session | None:
+    """The share a browser session belongs to, while both are open; None otherwise. One
+    query: every DICOMweb request of a share's viewer asks it (the studies themselves are
+    ``access.scope``'s business; only the share's pages list them, ``with_studies``)."""
     if not secret:
         return None
     row = conn.execute(
-        select(share_sessions.c.share_pk, share_sessions.c.verified).where(
+        _select()
+        .add_columns(share_sessions.c.verified)
+        .join(share_sessions, share_sessions.c.share_pk == shares.c.id)
+        .where(
             share_sessions.c.secret_hash == digest(secret),
             share_sessions.c.expires_at > time.time(),
         )
     ).first()
     if row is None:
         return None
-    share = get(conn, row.share_pk)
+    share = _share(conn, row, with_studies=with_studies)
     if share.state() != "open":
         return None
     return Session(share=share, verified=bool(row.verified))

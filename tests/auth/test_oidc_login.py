@@ -190,9 +190,7 @@ def oidc_logins(site: Site) -> list[dict[str, Any]]:
             headers=bearer(site.root_token),
         )
     answer.raise_for_status()
-    return [
-        e for e in answer.json() if e["kind"] == "login" and e["detail"].get("via") == "oidc"
-    ]
+    return [e for e in answer.json() if e["kind"] == "login" and e["detail"].get("via") == "oidc"]
 
 
 def last_refusal(site: Site) -> dict[str, Any]:
@@ -324,9 +322,7 @@ def test_next_off_this_site_lands_on_the_home_page(
 # --- refusals ---
 
 
-def test_identity_provider_error_is_shown_and_audited(
-    context: BrowserContext, site: Site
-) -> None:
+def test_identity_provider_error_is_shown_and_audited(context: BrowserContext, site: Site) -> None:
     page = context.new_page()
     start(page, site)
     assert at_the_idp(page, "olivia", action="deny") == 401

@@ -66,9 +66,7 @@ class RixServer:
         with the real command line: what STOW-RS stores through it is TEST's."""
         if not self._token:
             self.rix("trust", "add", "TEST", "--name", "Test Trust")
-            self.rix(
-                "user", "add", "tester", "--roles", "clinician,radiologist", "--trust", "TEST"
-            )
+            self.rix("user", "add", "tester", "--roles", "clinician,radiologist", "--trust", "TEST")
             self._token = self.rix("token", "create", "tester").stdout.strip()
         return self._token
 

@@ -201,12 +201,14 @@ def test_region_admin_adds_a_trust_site_ae_user_and_agreement_and_sees_them_list
         {
             "username": "nrth.rad",
             "display_name": "Nora Radley",
+            "email": "nora.radley@nrth.nhs.example",
             "trust": "NRTH",
             "role-radiologist": "on",
             "password": "a long enough password",
         },
     )
     assert "nrth.rad" in page and "Nora Radley" in page and "radiologist" in page
+    assert "nora.radley@nrth.nhs.example" in page  # where rix alerts her
     assert "a long enough password" not in page
     page = submitted(
         region_admin,

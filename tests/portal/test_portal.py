@@ -110,8 +110,7 @@ def test_break_glass_opens_the_partner_trusts_study_with_a_reason_on_record(
         events = api.get("/api/audit", params={"user": USERNAME, "limit": 500}).json()
     glass = [e for e in events if e["kind"] == "break-glass"]
     assert any(
-        "Collapsed in ED" in str(e["detail"]) and e["nhs_number"] == region.gary_nhs
-        for e in glass
+        "Collapsed in ED" in str(e["detail"]) and e["nhs_number"] == region.gary_nhs for e in glass
     ), glass
 
 

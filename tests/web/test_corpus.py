@@ -137,9 +137,7 @@ class Archived:
 def archived(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archived]:
     with own_server(tmp_path_factory.mktemp("corpus"), backend) as server:
         origin = f"http://127.0.0.1:{server.http_port}"
-        with httpx.Client(
-            base_url=origin + "/dicomweb", timeout=60, headers=server.auth
-        ) as http:
+        with httpx.Client(base_url=origin + "/dicomweb", timeout=60, headers=server.auth) as http:
             stowed = [send(http, file, file.path.read_bytes()) for file in corpus.readable()]
             archived = Archived(stowed=tuple(stowed), relabelled=(), http=http)
             relabelled = [

@@ -112,9 +112,7 @@ def test_generated_requests_on_a_stored_instance_get_no_server_error(
 
 
 def test_openapi_document_lists_every_dicomweb_route(origin: str, rix_server: RixServer) -> None:
-    paths = httpx.get(origin + "/openapi.json", timeout=10, headers=rix_server.auth).json()[
-        "paths"
-    ]
+    paths = httpx.get(origin + "/openapi.json", timeout=10, headers=rix_server.auth).json()["paths"]
     instance = "/dicomweb/studies/{study}/series/{series}/instances/{sop}"
     for path in (
         "/dicomweb/studies",

@@ -25,8 +25,9 @@ from pydicom.sequence import Sequence
 from pynetdicom.events import Event
 from sqlalchemy import ColumnElement
 
-from rix import access, audit
+from rix import access, audit, parsing
 from rix.archive import Archive
+from rix.dicom.find import FindReply
 from rix.dicom.principal import principal_of
 from rix.dicom.store import status
 from rix.errors import InvalidQuery, QueryStatus, RixError
@@ -46,12 +47,6 @@ PRIORITY = {  # Requested Procedure Priority (0040,1003), PS3.3 C.4.11
     Priority.INPATIENT: "HIGH",
     Priority.OUTPATIENT: "ROUTINE",
 }
-FindReply = tuple[Dataset | int, Dataset | None]
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
 
 
 def _day_bounds(value: str, moment: str) -> tuple[float | None, float | None]:
@@ -87,10 +82,10 @@ def conditions(identifier: Dataset) -> list[ColumnElement[bool]]:
         ("AccessionNumber", order_rows.c.accession_number),
         ("RequestedProcedureID", order_rows.c.requested_procedure_id),
     ):
-        value = _text(identifier, keyword)
+        value = parsing.text(identifier, keyword)
         if value and value != "*":
             out.append(text_matches(column, value))
-    name = _text(identifier, "PatientName")
+    name = parsing.text(identifier, "PatientName")
     if name and name != "*":
         out.append(text_matches(patients.c.patient_name_ci, name_key(name)))
     items = identifier.get("ScheduledProcedureStepSequence", None) or []
@@ -99,12 +94,12 @@ def conditions(identifier: Dataset) -> list[ColumnElement[bool]]:
         ("Modality", order_rows.c.modality),
         ("ScheduledStationAETitle", order_rows.c.station_ae),
     ):
-        value = _text(step, keyword)
+        value = parsing.text(step, keyword)
         if value and value != "*":
             out.append(text_matches(column, value))
-    day = _text(step, "ScheduledProcedureStepStartDate")
+    day = parsing.text(step, "ScheduledProcedureStepStartDate")
     if day:
-        start, end = _day_bounds(day, _text(step, "ScheduledProcedureStepStartTime"))
+        start, end = _day_bounds(day, parsing.text(step, "ScheduledProcedureStepStartTime"))
         if start is not None:
             out.append(order_rows.c.scheduled_at >= start)
         if end is not None:

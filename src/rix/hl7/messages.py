@@ -78,7 +78,10 @@ def header(message: hl7.Message) -> Header:
 
 def component(message: hl7.Message, segment: str, field: int, component: int) -> str:
     """A component of the first repetition of a field ('' when absent)."""
-    return _part(message, segment, field, 1, component)
+    try:
+        return str(message.extract_field(segment, 1, field, 1, component)).strip()
+    except (IndexError, KeyError):
+        return ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,13 +162,6 @@ def timestamp(text: str, where: str) -> float | None:
         delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
         return moment.replace(tzinfo=timezone(sign * delta)).timestamp()
     return moment.timestamp()
-
-
-def _part(message: hl7.Message, segment: str, field: int, repeat: int, component: int) -> str:
-    try:
-        return str(message.extract_field(segment, 1, field, repeat, component)).strip()
-    except (IndexError, KeyError):
-        return ""
 
 
 def ack(head: Header | None, code: str, text: str = "", error: ErrorCode | None = None) -> str:

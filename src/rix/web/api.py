@@ -184,6 +184,7 @@ def list_users(request: Request) -> list[dict[str, Any]]:
         {
             "username": u.username,
             "display_name": u.display_name,
+            "email": u.email,
             "trust": u.trust.code if u.trust else "",
             "roles": sorted(u.roles),
             "active": u.active,

@@ -262,28 +262,26 @@ def change_order(request: Request, order_id: RowId, body: OrderChange) -> dict[s
     )
 
 
-@router.post("/orders/{order_id}/cancel", summary="Cancel an order not yet started")
-def cancel_order(request: Request, order_id: RowId) -> dict[str, Any]:
+def _ended(request: Request, order_id: int, *, discontinue: bool) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
     return _changed(
         archive,
         principal,
-        "order cancel",
-        lambda conn: orders.cancel(conn, principal, _visible(conn, principal, order_id)),
+        "order discontinue" if discontinue else "order cancel",
+        lambda conn: orders.cancel(
+            conn, principal, _visible(conn, principal, order_id), discontinue=discontinue
+        ),
     )
+
+
+@router.post("/orders/{order_id}/cancel", summary="Cancel an order not yet started")
+def cancel_order(request: Request, order_id: RowId) -> dict[str, Any]:
+    return _ended(request, order_id, discontinue=False)
 
 
 @router.post("/orders/{order_id}/discontinue", summary="Discontinue an order once started")
 def discontinue_order(request: Request, order_id: RowId) -> dict[str, Any]:
-    archive, principal = archive_of(request), principal_of(request)
-    return _changed(
-        archive,
-        principal,
-        "order discontinue",
-        lambda conn: orders.cancel(
-            conn, principal, _visible(conn, principal, order_id), discontinue=True
-        ),
-    )
+    return _ended(request, order_id, discontinue=True)
 
 
 @router.post("/orders/{order_id}/match", summary="Match an unmatched study to the order")

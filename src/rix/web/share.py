@@ -34,16 +34,7 @@ def _render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
     secret = request.cookies.get(SHARE_COOKIE, "")
-    page = pages.ENVIRONMENT.get_template(template).render(
-        **context,
-        me=None,
-        csrf_token=csrf.token_for(secret) if secret else "",
-        may_administer=False,
-        sees_images=False,
-        htmx=False,
-        path=request.url.path,
-    )
-    return HTMLResponse(page, status_code=status, headers=HEADERS)
+    return pages.render(request, template, context, status=status, secret=secret, headers=HEADERS)
 
 
 def _closed(request: Request, exc: RixError) -> HTMLResponse:
@@ -54,7 +45,8 @@ def _closed(request: Request, exc: RixError) -> HTMLResponse:
 
 def _session(request: Request) -> sharing.Session | None:
     with archive_of(request).engine.connect() as conn:
-        return sharing.session_of(conn, request.cookies.get(SHARE_COOKIE, ""))
+        secret = request.cookies.get(SHARE_COOKIE, "")
+        return sharing.session_of(conn, secret, with_studies=True)
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -67,6 +67,7 @@ from rix.index.schema import (
 )
 from rix.region.trusts import get_trust
 from rix.workflow import turnaround
+from rix.workflow.orders import Priority
 
 CLAIM_SECONDS = 2 * 3600.0  # renewed by every save in the editor
 LIMIT = 200
@@ -81,14 +82,6 @@ REPORT_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.104.1",
 )
 SIGNED_FINAL = ("final", "addendum", "corrected")
-
-
-class Priority(StrEnum):
-    """What turnaround targets key on (``orders.priority``)."""
-
-    EMERGENCY = "emergency"
-    INPATIENT = "inpatient"
-    OUTPATIENT = "outpatient"
 
 
 class Status(StrEnum):
@@ -240,7 +233,7 @@ def _series_where(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     return exists(select(series.c.id).where(series.c.study_pk == studies.c.id, *conditions))
 
 
-def _reported_elsewhere() -> ColumnElement[bool]:
+def reported_elsewhere() -> ColumnElement[bool]:
     """A report document stored in the study (from the trust's PACS, from media): not a
     second opinion (``rix.sharing``), which is advice, not the report."""
     opinions = select(share_opinions.c.sr_instance_uid).where(
@@ -286,7 +279,7 @@ def _worklist_query(
     conn: Connection, settings: Settings, principal: Principal, filters: Filters, now: float
 ) -> Select[Any]:
     rank = _rank().scalar_subquery()
-    elsewhere = _reported_elsewhere()
+    elsewhere = reported_elsewhere()
     priority = func.coalesce(func.nullif(orders.c.priority, ""), Priority.OUTPATIENT.value)
     body_part = func.coalesce(
         func.nullif(orders.c.body_part, ""),

@@ -225,7 +225,7 @@ def _write(
     values: dict[str, Any] = {
         "status": action.value,
         "text": text,
-        "template": template[:64],
+        "template": template,
         "updated_at": now,
         "parent_pk": signed[-1].pk if signed else None,
     }

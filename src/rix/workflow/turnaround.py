@@ -49,6 +49,7 @@ from rix.index.database import begin_write
 from rix.index.schema import orders, reports, series, studies, trusts, turnaround_alerts
 from rix.jobs import queue
 from rix.routing import notify
+from rix.workflow.orders import Priority
 
 if TYPE_CHECKING:
     from rix.archive import Archive
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-PRIORITIES = ("emergency", "inpatient", "outpatient")  # most urgent first
+PRIORITIES = tuple(p.value for p in Priority)  # most urgent first
 REPORTED = ("preliminary", "final", "addendum", "corrected")
 NOT_ORDERED = ("cancelled", "discontinued")
 DAY = 86400.0
@@ -179,7 +180,7 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
             reported.label("reported"),
         )
         .join(trusts, trusts.c.id == studies.c.trust_pk)
-        .where(images, or_(reported.is_not(None), not_(reporting._reported_elsewhere())))
+        .where(images, or_(reported.is_not(None), not_(reporting.reported_elsewhere())))
     )
     if view.scope is not None:
         query = query.where(view.scope)

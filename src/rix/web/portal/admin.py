@@ -375,6 +375,7 @@ def _save_user(archive: Archive, me: Principal, form: dict[str, str]) -> str:
             "trust": form.get("trust", "").strip(),
             "display_name": form.get("display_name", "").strip(),
             "password": form.get("password", ""),
+            "email": form.get("email", "").strip(),
         },
     )
     admin.add_user(
@@ -385,6 +386,7 @@ def _save_user(archive: Archive, me: Principal, form: dict[str, str]) -> str:
         trust=body.trust,
         display_name=body.display_name,
         password=body.password,
+        email=body.email,
     )
     return "user"
 

@@ -96,9 +96,14 @@ def render(
     context: Mapping[str, Any],
     *,
     status: int = 200,
+    secret: str | None = None,
+    headers: Mapping[str, str] = HEADERS,
 ) -> HTMLResponse:
+    """A page; its forms' CSRF token is the signed-in session's, or ``secret``'s (a share
+    link's session, ``rix.web.share``)."""
     principal: Principal | None = getattr(request.state, "principal", None)
-    secret = request.cookies.get(SESSION_COOKIE, "")
+    if secret is None:
+        secret = request.cookies.get(SESSION_COOKIE, "")
     page = ENVIRONMENT.get_template(template).render(
         **context,
         me=principal,
@@ -108,7 +113,7 @@ def render(
         htmx=request.app.state.archive.settings.portal_assets_dir.joinpath(HTMX).is_file(),
         path=request.url.path,
     )
-    return HTMLResponse(page, status_code=status, headers=HEADERS)
+    return HTMLResponse(page, status_code=status, headers=dict(headers))
 
 
 def error_page(request: Request, exc: RixError) -> HTMLResponse:

@@ -32,7 +32,7 @@ from rix.region import trusts
 from rix.web.api import RowId
 from rix.web.dicomweb.errors import archive_of, check_uids
 from rix.web.portal import pages
-from rix.workflow import reporting, reports, rota
+from rix.workflow import orders, reporting, reports, rota
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -112,7 +112,7 @@ def _worklist_page(
         "items": items,
         "chosen": chosen,
         "trust_choices": _trust_choices(request, me),
-        "priorities": list(reporting.Priority),
+        "priorities": list(orders.Priority),
         "statuses": list(reporting.Status),
         "error": error,
         "done": DONE.get(request.query_params.get("done", ""), ""),

@@ -8,7 +8,6 @@ audit record are there); this module only lays them out as server-drawn SVG char
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -101,7 +100,7 @@ async def turnaround_page(
             "label_room": charts.LABEL_ROOM,
             "targets": [(p, hours(s)) for p, s in found.targets.items()],
             "hours": hours,
-            "updated": time.strftime("%-d %b %Y %H:%M", time.localtime(found.now)),
+            "updated": pages.when(found.now),
             "query": f"trust={trust.upper()}&modality={modality.upper()}&days={days}",
             **_trend_charts(found),
         },
