@@ -75,10 +75,12 @@ import synthetic
 from network import LOOPBACK, free_port
 from rix import access
 from rix.access import SYSTEM, Principal
+from rix.admin import region as admin
 from rix.archive import Archive, open_archive
 from rix.auth.users import Role
 from rix.config import Settings
-from rix.index import aes, queries, write
+from rix.dataset import nhs
+from rix.index import queries, write
 from rix.index.attributes import BY_KEYWORD, Level
 from rix.index.database import begin_write
 from rix.index.schema import (
@@ -91,7 +93,7 @@ from rix.index.schema import (
     series,
     studies,
 )
-from rix.region import admin, nhs
+from rix.region import aes
 from rix.region.trusts import Trust
 
 TARGET = 1.2  # scoped median / unscoped median, every shape and principal

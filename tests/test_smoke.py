@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from rix import demo
 from rix.access import Principal, TurnaroundView
 from rix.archive import open_archive
 from rix.auth.users import get_user
+from rix.cli import demo
 from rix.config import Settings
 from rix.index.schema import orders
-from rix.workflow import reporting, turnaround
+from rix.workflow import reporting_worklist, turnaround
 from tests.peers.server import RixServer
 
 
@@ -44,7 +44,7 @@ def test_demo_has_orders_a_shared_worklist_and_breaches(
             emh = Principal.of_user(get_user(conn, "emh.radiologist"), "test")
         assert len(placed) == sum(bool(c.priority) for c in demo.CASES) + len(demo.BOOKINGS)
         assert placed.count("scheduled") == len(demo.BOOKINGS)
-        items = reporting.worklist(archive, emh, reporting.Filters())
+        items = reporting_worklist.worklist(archive, emh, reporting_worklist.Filters())
         assert {i.trust for i in items} == {"EMH", "NGH"}
         assert any(i.overdue and i.priority == "emergency" for i in items)
         with archive.engine.connect() as conn:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydicom.fileset import FileSet
 
-from rix.parsing import split_file
+from rix.dataset.parsing import split_file
 from tests.peers.server import RixServer
 from tests.peers.synthetic import write_series
 

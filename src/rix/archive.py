@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from rix.config import Settings
 from rix.index import database
-from rix.index.writer import IndexWriter
+from rix.index.group_commit import IndexWriter
 from rix.store import ObjectStore
 from rix.store.files import FileStore
 

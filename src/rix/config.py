@@ -421,7 +421,7 @@ def _validate_turnaround(settings: Settings) -> None:
 
 
 def _validate_report_destinations(settings: Settings) -> None:
-    from rix.hl7.oru import destinations
+    from rix.workflow.oru import destinations
 
     destinations(settings.report_destinations)
 

@@ -13,12 +13,12 @@ import structlog
 import uvicorn
 
 from rix.archive import Archive, open_archive
-from rix.audit_export import AuditExporter
+from rix.audit.export import AuditExporter
 from rix.config import Settings
 from rix.dicom import scp, tls
 from rix.hl7 import mllp
 from rix.jobs.worker import Workers
-from rix.metadata import MetadataBuilder
+from rix.retrieve.metadata import MetadataBuilder
 from rix.routing.handlers import HANDLERS
 from rix.web.app import create_app
 from rix.workflow import turnaround

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rix import parsing
+from rix.dataset import parsing
 
 
 def object_keys(data: Path) -> set[str]:

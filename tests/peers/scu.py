@@ -24,7 +24,7 @@ from pynetdicom import AE, _config, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 
-from rix.dicom.network import set_nodelay
+from rix.retrieve.network import set_nodelay
 from tests.peers.server import free_port
 
 HOST = "127.0.0.1"

@@ -27,7 +27,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import build_context
 
-from rix.region import nhs
+from rix.dataset import nhs
 from tests.conftest import new_server
 from tests.peers import dicomweb, postgres, scu
 from tests.peers.server import RixServer

@@ -20,7 +20,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from rix import parsing
+from rix.dataset import parsing
 from tests.peers.objects import instance_key, object_keys, stored
 from tests.peers.synthetic import ct_slice
 from tests.region.region import Patient, Region, Staff, issuer_of, region

@@ -12,11 +12,10 @@ import pytest
 from sqlalchemy import Row, select
 
 from rix.archive import Archive
-from rix.hl7 import oru
 from rix.index.schema import jobs
 from rix.jobs.worker import Workers
 from rix.routing.handlers import HANDLERS
-from rix.workflow import reporting, reports
+from rix.workflow import oru, reporting_worklist, reports
 from tests.peers.server import free_port
 from tests.routing.index import wait_for
 from tests.workflow import reporting_region
@@ -49,7 +48,7 @@ def found(region: tuple[Archive, Studies]) -> Studies:
 
 def sign(archive: Archive, study_uid: str, action: str, text: str) -> reports.Report:
     me = principal(archive, "a.rad")
-    reporting.claim(archive, me, study_uid)
+    reporting_worklist.claim(archive, me, study_uid)
     return reports.save(archive, me, study_uid, action=action, text=text)
 
 

@@ -20,8 +20,8 @@ from rix.index import queries
 from rix.index.schema import instances, jobs, series, studies
 from rix.jobs.worker import Workers
 from rix.routing.handlers import HANDLERS
-from rix.workflow import reporting, reports, rota
-from rix.workflow.reporting import Filters, Status
+from rix.workflow import reporting_worklist, reports, rota
+from rix.workflow.reporting_worklist import Filters, Status
 from tests.routing.index import wait_for
 from tests.workflow import reporting_region
 from tests.workflow.reporting_region import (
@@ -55,7 +55,10 @@ def found(region: tuple[Archive, Studies]) -> Studies:
 
 def listed(archive: Archive, username: str = "a.rad", **filters: object) -> list[str]:
     chosen = Filters.of(**filters)  # type: ignore[arg-type]
-    return [i.study_uid for i in reporting.worklist(archive, principal(archive, username), chosen)]
+    return [
+        i.study_uid
+        for i in reporting_worklist.worklist(archive, principal(archive, username), chosen)
+    ]
 
 
 def sees_images(archive: Archive, username: str, study_uid: str) -> bool:
@@ -93,7 +96,7 @@ def test_listing_a_partners_study_does_not_open_its_images(
 def test_an_order_gives_priority_sub_specialty_and_site_and_emergencies_come_first(
     archive: Archive, found: Studies
 ) -> None:
-    items = reporting.worklist(archive, principal(archive, "a.rad"), Filters())
+    items = reporting_worklist.worklist(archive, principal(archive, "a.rad"), Filters())
     first = items[0]
     assert first.study_uid == found.b_chest
     assert (first.priority, first.subspecialty, first.site) == ("emergency", "chest", "B1")
@@ -117,7 +120,7 @@ def test_the_age_filter_and_overdue_follow_the_arrival(archive: Archive, found: 
     age(archive, found.b_knee, 200)  # outpatient: 7 days (168 h) target
     try:
         assert listed(archive, min_age_hours=100) == [found.b_knee]
-        items = reporting.worklist(archive, principal(archive, "a.rad"), Filters())
+        items = reporting_worklist.worklist(archive, principal(archive, "a.rad"), Filters())
         assert items[0].study_uid == found.b_knee  # overdue by 32 h: before the emergency
         assert [i.study_uid for i in items if i.overdue] == [found.b_knee]
     finally:
@@ -126,7 +129,7 @@ def test_the_age_filter_and_overdue_follow_the_arrival(archive: Archive, found: 
 
 def test_the_worklist_is_for_radiologists(archive: Archive) -> None:
     with pytest.raises(AccessDenied):
-        reporting.worklist(archive, principal(archive, "a.clin"), Filters())
+        reporting_worklist.worklist(archive, principal(archive, "a.clin"), Filters())
     with pytest.raises(Conflict):
         Filters.of(statuses=["lost"])
 
@@ -137,58 +140,62 @@ def test_the_worklist_is_for_radiologists(archive: Archive) -> None:
 def test_two_radiologists_claiming_at_once_one_wins(archive: Archive, found: Studies) -> None:
     one, two = principal(archive, "a.rad"), principal(archive, "a.rad2")
     results = Race().run(
-        lambda: reporting.claim(archive, one, found.a_head),
-        lambda: reporting.claim(archive, two, found.a_head),
+        lambda: reporting_worklist.claim(archive, one, found.a_head),
+        lambda: reporting_worklist.claim(archive, two, found.a_head),
     )
-    won = [r for r in results if isinstance(r, reporting.Claim)]
+    won = [r for r in results if isinstance(r, reporting_worklist.Claim)]
     lost = [r for r in results if isinstance(r, Conflict)]
     assert (len(won), len(lost)) == (1, 1), results
     assert won[0].username in lost[0].reason
-    [item] = [i for i in reporting.worklist(archive, one, Filters()) if i.study_uid == found.a_head]
+    [item] = [
+        i
+        for i in reporting_worklist.worklist(archive, one, Filters())
+        if i.study_uid == found.a_head
+    ]
     assert (item.status, item.claimed_by) == (Status.CLAIMED, won[0].username)
 
 
 def test_a_claim_held_by_another_is_refused_naming_the_holder(
     archive: Archive, found: Studies
 ) -> None:
-    reporting.claim(archive, principal(archive, "a.rad"), found.a_head)
+    reporting_worklist.claim(archive, principal(archive, "a.rad"), found.a_head)
     with pytest.raises(Conflict, match=r"being reported by a\.rad "):
-        reporting.claim(archive, principal(archive, "b.rad"), found.a_head)
+        reporting_worklist.claim(archive, principal(archive, "b.rad"), found.a_head)
     with pytest.raises(Conflict, match=r"being reported by a\.rad "):
-        reporting.release(archive, principal(archive, "a.rad2"), found.a_head)
+        reporting_worklist.release(archive, principal(archive, "a.rad2"), found.a_head)
 
 
 def test_released_and_expired_claims_go_back_to_the_worklist(
     archive: Archive, found: Studies
 ) -> None:
     me, other = principal(archive, "a.rad"), principal(archive, "a.rad2")
-    reporting.claim(archive, me, found.a_head)
-    assert reporting.release(archive, me, found.a_head)
-    assert not reporting.release(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
+    assert reporting_worklist.release(archive, me, found.a_head)
+    assert not reporting_worklist.release(archive, me, found.a_head)
     assert found.a_head in listed(archive, statuses=["unreported"])
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     expire_claims(archive)
     assert found.a_head in listed(archive, statuses=["unreported"])
-    assert reporting.claim(archive, other, found.a_head).username == "a.rad2"
+    assert reporting_worklist.claim(archive, other, found.a_head).username == "a.rad2"
 
 
 def test_a_claim_opens_a_partners_images_and_a_report_keeps_them_open(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting.claim(archive, me, found.b_knee)
+    reporting_worklist.claim(archive, me, found.b_knee)
     assert sees_images(archive, "a.rad", found.b_knee)
     assert not sees_images(archive, "a.rad2", found.b_knee)
-    reporting.release(archive, me, found.b_knee)
+    reporting_worklist.release(archive, me, found.b_knee)
     assert not sees_images(archive, "a.rad", found.b_knee)
-    reporting.claim(archive, me, found.b_knee)
+    reporting_worklist.claim(archive, me, found.b_knee)
     reports.save(archive, me, found.b_knee, action="final", text="Normal knee.")
     assert sees_images(archive, "a.rad", found.b_knee)  # the claim went with the signature
 
 
 def test_a_radiologist_of_another_region_cannot_claim(archive: Archive, found: Studies) -> None:
     with pytest.raises(AccessDenied):
-        reporting.claim(archive, principal(archive, "c.rad"), found.a_head)
+        reporting_worklist.claim(archive, principal(archive, "c.rad"), found.a_head)
 
 
 # --- report versions ---
@@ -205,25 +212,25 @@ def test_a_report_goes_draft_preliminary_final_then_only_addenda_and_corrections
     me = principal(archive, "a.rad")
     with pytest.raises(Conflict, match="claim the study"):
         reports.save(archive, me, found.a_head, action="draft", text="x")
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="draft", text="Brain: ")
     draft = reports.save(archive, me, found.a_head, action="draft", text="Brain: normal")
     prelim = reports.save(archive, me, found.a_head, action="preliminary", text="Brain: normal.")
     assert prelim.pk == draft.pk and prelim.signed
     assert found.a_head in listed(archive, statuses=["preliminary"])
 
-    reporting.claim(archive, me, found.a_head)  # signing gave the claim back
+    reporting_worklist.claim(archive, me, found.a_head)  # signing gave the claim back
     final = reports.save(archive, me, found.a_head, action="final", text="No haemorrhage.")
     assert (final.status, final.parent_pk) == ("final", prelim.pk)
     assert found.a_head not in listed(archive)
 
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     with pytest.raises(Conflict, match="add an addendum"):
         reports.save(archive, me, found.a_head, action="final", text="Again.")
     with pytest.raises(Conflict, match="add an addendum"):
         reports.save(archive, me, found.a_head, action="preliminary", text="Again.")
     added = reports.save(archive, me, found.a_head, action="addendum", text="Old infarct.")
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="corrected", text="Old left infarct.")
 
     assert signed_texts(archive, found.a_head) == [
@@ -241,7 +248,7 @@ def test_an_addendum_needs_a_final_and_a_signature_needs_text(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     with pytest.raises(Conflict, match="follows a signed final"):
         reports.save(archive, me, found.a_head, action="addendum", text="More.")
     with pytest.raises(Conflict, match="needs text"):
@@ -252,10 +259,10 @@ def test_an_addendum_needs_a_final_and_a_signature_needs_text(
 
 def test_another_radiologists_draft_is_not_theirs_to_sign(archive: Archive, found: Studies) -> None:
     me, other = principal(archive, "a.rad"), principal(archive, "a.rad2")
-    reporting.claim(archive, me, found.a_head)
+    reporting_worklist.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="draft", text="Mine, half done")
-    reporting.release(archive, me, found.a_head)
-    reporting.claim(archive, other, found.a_head)
+    reporting_worklist.release(archive, me, found.a_head)
+    reporting_worklist.claim(archive, other, found.a_head)
     assert [r.text for r in reports.read(archive, other, found.a_head)] == []
     signed = reports.save(archive, other, found.a_head, action="final", text="Theirs.")
     assert [r.text for r in reports.read(archive, me, found.a_head)] == [
@@ -269,7 +276,7 @@ def test_a_signed_final_is_stored_in_its_study_as_a_text_sr(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting.claim(archive, me, found.b_chest)
+    reporting_worklist.claim(archive, me, found.b_chest)
     final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
     assert final.sr_instance_uid
     with archive.engine.connect() as conn:
@@ -287,12 +294,12 @@ def test_an_addendum_is_stored_as_an_sr_naming_the_final_it_follows(
     archive: Archive, found: Studies, tmp_path: Path
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting.claim(archive, me, found.b_chest)
+    reporting_worklist.claim(archive, me, found.b_chest)
     final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
     workers = Workers(archive, HANDLERS, 1).start()
     try:
         wait_for("the final's SR", lambda: _sr_study(archive, final.sr_instance_uid or ""))
-        reporting.claim(archive, me, found.b_chest)  # signing released the claim
+        reporting_worklist.claim(archive, me, found.b_chest)  # signing released the claim
         added = reports.save(archive, me, found.b_chest, action="addendum", text="Rib fracture.")
         wait_for("the addendum's SR", lambda: _sr_study(archive, added.sr_instance_uid or ""))
     finally:

@@ -21,10 +21,10 @@ from pynetdicom.events import Event
 from sqlalchemy import select
 
 from rix.archive import Archive
-from rix.dicom.network import set_nodelay
-from rix.index import aes
 from rix.index.schema import instances
-from rix.verify import dataset_sha256
+from rix.index.verify import dataset_sha256
+from rix.region import aes
+from rix.retrieve.network import set_nodelay
 
 log = structlog.get_logger(__name__)
 

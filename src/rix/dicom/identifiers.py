@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from rix import parsing
+from rix.dataset import parsing
 from rix.errors import InvalidQuery
 from rix.index.attributes import BY_KEYWORD, UNIQUE_KEY, Level
 from rix.index.queries import Match, levels_down_to

@@ -23,7 +23,7 @@ from rix.dicom.principal import principal_of
 from rix.dicom.store import status
 from rix.errors import RixError
 from rix.index.database import begin_write
-from rix.workflow import steps
+from rix.workflow import procedure_steps
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ def _failure(exc: Exception) -> Dataset:
     return answer
 
 
-def _audit(archive: Archive, event: Event, action: str, step: steps.Step) -> None:
+def _audit(archive: Archive, event: Event, action: str, step: procedure_steps.Step) -> None:
     access.record(
         archive.writer.post,
         principal_of(event),
@@ -65,7 +65,9 @@ def handle_create(event: Event, archive: Archive) -> tuple[int | Dataset, Datase
         assigned = request.AffectedSOPInstanceUID is None
         sop_uid = str(generate_uid()) if assigned else str(request.AffectedSOPInstanceUID)
         with begin_write(archive.engine) as conn:
-            step = steps.start(conn, trust=trust, calling_ae=principal.name, sop_uid=sop_uid, ds=ds)
+            step = procedure_steps.start(
+                conn, trust=trust, calling_ae=principal.name, sop_uid=sop_uid, ds=ds
+            )
     except Exception as exc:  # each failure becomes its DIMSE status (STYLE.md rule 15)
         return _failure(exc), None
     _audit(archive, event, "mpps create", step)
@@ -81,7 +83,7 @@ def handle_set(event: Event, archive: Archive) -> tuple[int | Dataset, Dataset |
         trust = access.require_mpps(principal_of(event))
         ds = event.modification_list
         with begin_write(archive.engine) as conn:
-            step = steps.change(
+            step = procedure_steps.change(
                 conn, trust=trust, sop_uid=str(request.RequestedSOPInstanceUID), ds=ds
             )
     except Exception as exc:  # each failure becomes its DIMSE status (STYLE.md rule 15)

@@ -21,7 +21,7 @@ from rix.auth import identify
 from rix.auth.credentials import PREFIX, CredentialKind
 from rix.auth.users import User
 from rix.errors import Unauthenticated
-from rix.index import aes
+from rix.region import aes
 
 log = structlog.get_logger(__name__)
 

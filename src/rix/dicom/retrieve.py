@@ -26,17 +26,18 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
-from rix import access, audit, transcode
+from rix import access, audit
 from rix.archive import Archive
+from rix.dataset import transcode
 from rix.dicom import identifiers
-from rix.dicom.network import set_nodelay
 from rix.dicom.principal import principal_of
 from rix.dicom.store import status
 from rix.errors import NOT_AUTHORIZED, AccessDenied, InvalidQuery, QueryStatus, RixError
-from rix.index import aes, queries
+from rix.index import queries
 from rix.index.attributes import UNIQUE_KEY
-from rix.region import identity
+from rix.region import aes, identity
 from rix.region.trusts import Trust
+from rix.retrieve.network import set_nodelay
 from rix.store.files import FileStore
 
 log = structlog.get_logger(__name__)

@@ -30,7 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from rix.archive import Archive
 from rix.config import quiet_phi_loggers
 from rix.dicom import commitment, find, mpps, principal, retrieve, store, worklist
-from rix.dicom.network import set_nodelay, shorten_reactor_poll
+from rix.retrieve.network import set_nodelay, shorten_reactor_poll
 
 log = structlog.get_logger(__name__)
 

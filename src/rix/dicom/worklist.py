@@ -25,8 +25,9 @@ from pydicom.sequence import Sequence
 from pynetdicom.events import Event
 from sqlalchemy import ColumnElement
 
-from rix import access, audit, parsing
+from rix import access, audit
 from rix.archive import Archive
+from rix.dataset import parsing
 from rix.dicom.find import FindReply
 from rix.dicom.principal import principal_of
 from rix.dicom.store import status

@@ -18,7 +18,7 @@ from rix.archive import Archive
 from rix.errors import AccessDenied
 from rix.hl7 import messages
 from rix.hl7.messages import Header, Rejected
-from rix.index import aes
+from rix.region import aes
 from rix.region.trusts import Trust, get_trust
 from rix.routing import transfer
 

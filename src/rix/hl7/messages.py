@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 
 import hl7
-from rix.region import nhs
+from rix.dataset import nhs
 
 NHS_AUTHORITIES = frozenset({"NHS", "NHSNBR", "2.16.840.1.113883.2.1.4.1"})
 

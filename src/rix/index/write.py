@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from rix import parsing
+from rix.dataset import nhs, parsing
 from rix.index.attributes import Level, stored_attributes
 from rix.index.schema import (
     instance_conflicts,
@@ -26,7 +26,7 @@ from rix.index.schema import (
     series,
     studies,
 )
-from rix.region import mpi, nhs
+from rix.region import mpi
 from rix.region.trusts import Trust
 
 

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from sqlalchemy import ColumnElement, Connection, select
 
+from rix.dataset import nhs
 from rix.index import queries
 from rix.index.schema import (
     instances,
@@ -31,7 +32,6 @@ from rix.index.schema import (
     series,
     studies,
 )
-from rix.region import nhs
 from rix.region.trusts import Trust
 
 NHS_ISSUER = "NHS"

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from rix.dataset import nhs
 from rix.errors import Conflict, NotFound
 from rix.index.schema import mpi_reviews, patients, persons, studies, trusts
-from rix.region import nhs
 
 
 class LinkState(StrEnum):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Integer, insert, literal, select, update
 
+from rix.dataset import nhs
 from rix.errors import Conflict, NotFound
 from rix.index.schema import (
     break_glass,
@@ -34,7 +35,7 @@ from rix.index.schema import (
     studies,
 )
 from rix.index.write import add_other_id, name_key
-from rix.region import mpi, nhs
+from rix.region import mpi
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

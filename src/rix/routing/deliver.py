@@ -18,16 +18,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rix import access, audit
 from rix.access import SYSTEM
-from rix.dicom import send as dicom_send
-from rix.index import aes, queries
+from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.database import begin_write
 from rix.index.schema import deliveries
 from rix.jobs import queue
 from rix.jobs.queue import Permanent
 from rix.jobs.worker import Context
-from rix.region import identity
+from rix.region import aes, identity
 from rix.region.trusts import Trust
+from rix.routing import cstore as dicom_send
 from rix.routing import stow
 from rix.routing.rules import Destination
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from rix import mail, reconcile
-from rix.hl7 import oru
+from rix.ingest import reconcile
+from rix.jobs import mail, webhook
 from rix.jobs.worker import Handler
-from rix.routing import deliver, notify, prefetch, stability, transfer
-from rix.workflow import reports, turnaround
+from rix.routing import deliver, prefetch, stability, transfer
+from rix.workflow import oru, reports, turnaround
 
 HANDLERS: dict[str, Handler] = {
     stability.KIND: stability.run,
     deliver.KIND: deliver.run,
     transfer.KIND: transfer.run,
     prefetch.KIND: prefetch.run,
-    notify.KIND: notify.run,
+    webhook.KIND: webhook.run,
     reconcile.KIND: reconcile.run,
     reconcile.EXPIRE_KIND: reconcile.expire,
     mail.KIND: mail.run,

@@ -13,10 +13,11 @@ from rix.access import Principal, PrincipalKind
 from rix.archive import Archive
 from rix.auth.users import Role
 from rix.errors import AccessDenied, NotFound
-from rix.index import aes, queries
+from rix.index import queries
 from rix.index.database import begin_write
 from rix.jobs import queue
 from rix.jobs.queue import Job, State
+from rix.region import aes
 from rix.routing import deliver, rules
 
 ADMINS = (Role.REGION_ADMIN, Role.TRUST_ADMIN)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select
 from rix import access, audit
 from rix.access import Principal
 from rix.archive import Archive
+from rix.dataset import nhs
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.database import begin_write
@@ -23,7 +24,6 @@ from rix.index.schema import series, studies
 from rix.jobs import queue
 from rix.jobs.queue import Priority
 from rix.jobs.worker import Context
-from rix.region import nhs
 from rix.region.trusts import Trust, get_trust
 from rix.routing import deliver, transfer
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 
-from rix import transcode
 from rix.archive import Archive
-from rix.dicom import send as dicom_send
+from rix.dataset import transcode
 from rix.index import queries
 from rix.region import identity
+from rix.routing import cstore as dicom_send
 from rix.routing.rules import Destination
 
 BATCH = 50

@@ -17,14 +17,15 @@ from sqlalchemy import Connection, select
 from rix import access, audit
 from rix.access import SYSTEM, Principal
 from rix.archive import Archive
+from rix.dataset import nhs
 from rix.errors import Conflict
-from rix.index import aes, queries
+from rix.index import queries
 from rix.index.database import begin_write
 from rix.index.schema import jobs
 from rix.jobs import queue
 from rix.jobs.queue import Permanent, Priority
 from rix.jobs.worker import Context
-from rix.region import mpi, nhs
+from rix.region import aes, mpi
 from rix.region.trusts import Trust, get_trust
 from rix.routing import deliver
 

@@ -11,22 +11,28 @@ from sqlalchemy import text
 
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.web import (
-    api,
-    imports_api,
-    jobs_api,
-    login,
-    oidc_login,
-    orders_api,
-    reporting_api,
-    share,
-    shares_api,
-    turnaround_api,
-    viewer,
-    wado_uri,
+from rix.web import login, oidc_login, viewer
+from rix.web.api import (
+    imports as imports_api,
+)
+from rix.web.api import (
+    jobs,
+    orders,
+)
+from rix.web.api import (
+    region as api,
+)
+from rix.web.api import (
+    reporting as reporting_api,
+)
+from rix.web.api import (
+    shares as shares_api,
+)
+from rix.web.api import (
+    turnaround as turnaround_api,
 )
 from rix.web.auth import authenticate, authorize_study
-from rix.web.dicomweb import qido, stow, wado
+from rix.web.dicomweb import qido, stow, wado, wado_uri
 from rix.web.dicomweb.errors import rix_error_handler
 from rix.web.portal import (
     admin,
@@ -35,7 +41,8 @@ from rix.web.portal import (
     pages,
     reporting,
     search,
-    shares,
+    share_owner,
+    share_recipient,
     status,
     study,
     turnaround,
@@ -92,13 +99,13 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(stow.router, prefix="/dicomweb", dependencies=signed_in)
     app.include_router(wado_uri.router, dependencies=authorised)
     app.include_router(api.router, dependencies=signed_in)
-    app.include_router(jobs_api.router, dependencies=signed_in)
+    app.include_router(jobs.router, dependencies=signed_in)
     app.include_router(imports_api.router, dependencies=signed_in)
-    app.include_router(orders_api.router, dependencies=signed_in)
+    app.include_router(orders.router, dependencies=signed_in)
     app.include_router(shares_api.router, dependencies=signed_in)
     app.include_router(reporting_api.router, dependencies=signed_in)
     app.include_router(turnaround_api.router, dependencies=signed_in)
-    app.include_router(share.router)  # public: a share link's holder has no account
+    app.include_router(share_recipient.router)  # public: a share link's holder has no account
     # the OHIF viewer: its pages need a session (redirect to /login), its bundles do not
     app.include_router(viewer.router)
     # the portal's pages: each needs a session (redirect to /login), its files do not
@@ -111,7 +118,7 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(status.router)
     app.include_router(reporting.router)
     app.include_router(turnaround.router)
-    app.include_router(shares.router)
+    app.include_router(share_owner.router)
     viewer.warn_if_missing(archive.settings.viewer_dir)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)

@@ -54,7 +54,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Red
 from rix.errors import Unauthenticated
 from rix.web.auth import SHARE_COOKIE, authenticate
 from rix.web.dicomweb.errors import archive_of
-from rix.web.dicomweb.media import accepts_gzip
+from rix.web.dicomweb.mediatypes import accepts_gzip
 
 log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)

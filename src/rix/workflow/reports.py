@@ -24,11 +24,10 @@ from typing import Any
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, insert, select, update
 
-from rix import access, audit, sr
+from rix import access, audit
 from rix.access import Principal
 from rix.archive import Archive
 from rix.errors import Conflict, NotFound
-from rix.hl7 import oru
 from rix.index.database import begin_write
 from rix.index.schema import (
     instances,
@@ -40,9 +39,10 @@ from rix.index.schema import (
     trusts,
     users,
 )
+from rix.ingest import sr
 from rix.jobs import queue
 from rix.jobs.worker import Context
-from rix.workflow import reporting
+from rix.workflow import oru, reporting_worklist
 
 STORE_KIND = "report-sr"
 MAX_TEXT = 100_000  # characters: a long report is a few thousand
@@ -277,10 +277,10 @@ def save(
     access.require_reporter(principal)
     text = text.replace("\r\n", "\n")
     with begin_write(archive.engine) as conn:
-        who = reporting.touched(conn, study_uid)
-        reporting.reportable(archive, conn, principal, study_uid)
-        if not reporting.holds(conn, principal, study_uid):
-            holder = reporting.claim_of(conn, study_uid)
+        who = reporting_worklist.touched(conn, study_uid)
+        reporting_worklist.reportable(archive, conn, principal, study_uid)
+        if not reporting_worklist.holds(conn, principal, study_uid):
+            holder = reporting_worklist.claim_of(conn, study_uid)
             raise Conflict(
                 "claim the study before writing its report"
                 if holder is None
@@ -289,9 +289,9 @@ def save(
         template = CONTROL.sub("", template)[:64]
         pk = _write(conn, principal, study_uid, action=version, text=text, template=template)
         if version is Version.DRAFT:
-            reporting.hold(conn, principal, study_uid)
+            reporting_worklist.hold(conn, principal, study_uid)
         else:
-            reporting.release_in(conn, principal, study_uid)
+            reporting_worklist.release_in(conn, principal, study_uid)
             _distribute(conn, archive, pk, study_uid, version)
         detail = {"report": version.value, "report_id": pk}
         access.record_in(conn, principal, audit.Kind.STORE, audit.Outcome.SUCCESS, who, detail)
@@ -323,8 +323,8 @@ def read(archive: Archive, principal: Principal, study_uid: str) -> list[Report]
     own draft (one audited read)."""
     access.require_reporter(principal)
     with archive.engine.connect() as conn:
-        who = reporting.touched(conn, study_uid)
-        reporting.reportable(archive, conn, principal, study_uid)
+        who = reporting_worklist.touched(conn, study_uid)
+        reporting_worklist.reportable(archive, conn, principal, study_uid)
         found = [r for r in versions(conn, study_uid) if r.signed or r.author == principal.name]
     access.record(
         archive.writer.post,

@@ -41,14 +41,14 @@ import structlog
 from sqlalchemy import Connection, and_, case, exists, func, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from rix import access, audit, mail
+from rix import access, audit
 from rix.access import SYSTEM, Principal, TurnaroundView, require_turnaround
 from rix.config import SettingsError
 from rix.errors import Conflict
 from rix.index.database import begin_write
 from rix.index.schema import orders, reports, series, studies, trusts, turnaround_alerts
-from rix.jobs import queue
-from rix.routing import notify
+from rix.jobs import mail, queue
+from rix.jobs import webhook as notify
 from rix.workflow.orders import Priority
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
     """Studies awaiting (or given) a report, with their priority rank, order modality and
     first signed report: correlated look-ups through ``ix_orders_study_uid`` and
     ``ix_reports_study_uid``, so the cost follows the studies read, not the tables."""
-    from rix.workflow import reporting
+    from rix.workflow import reporting_worklist
 
     of_study = and_(orders.c.study_uid == studies.c.study_uid, orders.c.status.not_in(NOT_ORDERED))
     rank = case({p: n for n, p in enumerate(PRIORITIES)}, value=orders.c.priority, else_=9)
@@ -165,7 +165,8 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
     )
     images = exists(
         select(series.c.id).where(
-            series.c.study_pk == studies.c.id, series.c.modality.not_in(reporting.NOT_IMAGES)
+            series.c.study_pk == studies.c.id,
+            series.c.modality.not_in(reporting_worklist.NOT_IMAGES),
         )
     )
     query = (
@@ -180,7 +181,7 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
             reported.label("reported"),
         )
         .join(trusts, trusts.c.id == studies.c.trust_pk)
-        .where(images, or_(reported.is_not(None), not_(reporting.reported_elsewhere())))
+        .where(images, or_(reported.is_not(None), not_(reporting_worklist.reported_elsewhere())))
     )
     if view.scope is not None:
         query = query.where(view.scope)
@@ -205,9 +206,9 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
 
 
 def _first_image_modality(modalities: str) -> str:
-    from rix.workflow import reporting
+    from rix.workflow import reporting_worklist
 
-    found = [m for m in modalities.split("\\") if m and m not in reporting.NOT_IMAGES]
+    found = [m for m in modalities.split("\\") if m and m not in reporting_worklist.NOT_IMAGES]
     return found[0] if found else ""
 
 

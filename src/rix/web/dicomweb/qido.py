@@ -24,7 +24,7 @@ from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
 from rix.region import mpi
 from rix.web.auth import principal_of
-from rix.web.dicomweb import dicomjson, media
+from rix.web.dicomweb import dicomjson, mediatypes
 from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
 
 MAX_LIMIT = 1000
@@ -334,7 +334,7 @@ def answer(request: Request, archive: Archive, level: Level, fixed: dict[str, st
         warnings.append(f'299 rix "The following attributes were ignored: {names}"')
     if warnings:
         headers["Warning"] = ", ".join(warnings)
-    return media.json_response(request, body.encode(), headers)
+    return mediatypes.json_response(request, body.encode(), headers)
 
 
 COMMON_PARAMS: dict[str, Any] = {

@@ -18,13 +18,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from rix import parsing
 from rix.access import Principal, StoreTally, require_store
 from rix.archive import Archive
+from rix.dataset import parsing
 from rix.errors import InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
 from rix.web.auth import principal_of
-from rix.web.dicomweb import media
+from rix.web.dicomweb import mediatypes
 from rix.web.dicomweb.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -217,7 +217,9 @@ async def stow(request: Request, study: str | None) -> Response:
 
 
 async def _stow(request: Request, archive: Archive, upload: Upload) -> Response:
-    media.choose(media.parse_accept(request), ["application/dicom+json", "application/json"])
+    mediatypes.choose(
+        mediatypes.parse_accept(request), ["application/dicom+json", "application/json"]
+    )
     limit = archive.settings.max_upload_mb << 20
     boundary, part_type = _check_request(request, limit)
     outcomes: list[Outcome] = []

@@ -24,15 +24,16 @@ from pydicom import dcmread
 from pydicom.uid import UID
 from sqlalchemy import select
 
-from rix import frames, metadata, rendering, transcode
 from rix.archive import Archive
-from rix.dicom.send import copy_for
+from rix.dataset import frames, rendering, transcode
 from rix.errors import InvalidQuery, NotFound, RixError
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.schema import instance_metadata, instances, series, studies
 from rix.region import identity
-from rix.web.dicomweb import media
+from rix.retrieve import metadata
+from rix.routing.cstore import copy_for
+from rix.web.dicomweb import mediatypes
 from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of, check_uids
 
 log = structlog.get_logger(__name__)
@@ -84,7 +85,7 @@ def chunks(archive: Archive, key: str) -> Iterator[bytes]:
 
 def check_producible(found: list[queries.StoredInstance], target: str) -> None:
     """406 before the first byte is sent: once a 200 has started, no error can follow."""
-    if target == "*" or target in media.UNCOMPRESSED:
+    if target == "*" or target in mediatypes.UNCOMPRESSED:
         return
     if any(item.transfer_syntax != target for item in found):
         raise NotAcceptable(f"rix does not encode {UID(target).name}; ask for it as stored (*)")
@@ -142,10 +143,10 @@ def served(
 
 
 def retrieve(request: Request, archive: Archive, found: list[queries.StoredInstance]) -> Response:
-    accepts = media.parse_accept(request)
-    choice = media.choose(accepts, ["application/dicom"])
+    accepts = mediatypes.parse_accept(request)
+    choice = mediatypes.choose(accepts, ["application/dicom"])
     single = len(found) == 1 and any(a.media_type == "application/dicom" for a in accepts)
-    wanted = choice.transfer_syntax or media.EXPLICIT_LE
+    wanted = choice.transfer_syntax or mediatypes.EXPLICIT_LE
     check_producible(found, wanted)
     outgoing = corrections(archive, found)
     variant = wanted  # a reconciliation changes what is sent, not the stored sha256
@@ -155,7 +156,7 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
     cache = IMMUTABLE if len(found) == 1 else REVALIDATE
     if not_modified(request, tag):
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache, **VARY})
-    mark = media.boundary()
+    mark = mediatypes.boundary()
 
     def parts(fallback: bool) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
         for item in found:
@@ -170,8 +171,8 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
             headers={"ETag": tag, "Cache-Control": cache, **VARY},
         )
     return StreamingResponse(
-        media.multipart(parts(fallback=True), mark),
-        media_type=media.multipart_type("application/dicom", mark),
+        mediatypes.multipart(parts(fallback=True), mark),
+        media_type=mediatypes.multipart_type("application/dicom", mark),
         headers={"ETag": tag, "Cache-Control": cache, **VARY},
     )
 
@@ -214,13 +215,15 @@ def metadata_response(
     sop: str | None = None,
 ) -> Response:
     check_uids(study, series_uid, sop)
-    media.choose(media.parse_accept(request), ["application/dicom+json", "application/json"])
+    mediatypes.choose(
+        mediatypes.parse_accept(request), ["application/dicom+json", "application/json"]
+    )
     base = str(request.base_url).rstrip("/") + "/dicomweb"
     body, tag = series_metadata(archive, study, series_uid, sop, base)
     headers = {"ETag": tag, "Cache-Control": IMMUTABLE if sop else REVALIDATE}
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
-    return media.json_response(request, body, headers)
+    return mediatypes.json_response(request, body, headers)
 
 
 def parse_frame_list(text: str) -> list[int]:
@@ -258,19 +261,19 @@ def _instance_row(archive: Archive, study: str, series_uid: str, sop: str) -> An
 
 
 OCTET_STREAM = "application/octet-stream"
-LITTLE_ENDIAN_NATIVE = {media.EXPLICIT_LE, media.IMPLICIT_LE}
+LITTLE_ENDIAN_NATIVE = {mediatypes.EXPLICIT_LE, mediatypes.IMPLICIT_LE}
 
 
-def frame_answer(stored_ts: str, choice: media.Accept) -> str:
+def frame_answer(stored_ts: str, choice: mediatypes.Accept) -> str:
     """How to answer a frames request (PS3.18 8.7.3.5.3, Table 8.7.3-5): ``stored``
     (the compressed bitstreams as stored), ``native`` (stored little endian bytes,
     which are the Explicit VR Little Endian frames) or ``decoded``; 406 otherwise."""
     wanted = choice.transfer_syntax
-    if stored_ts not in media.UNCOMPRESSED:
-        stored_type = media.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
+    if stored_ts not in mediatypes.UNCOMPRESSED:
+        stored_type = mediatypes.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
         if choice.part_type == stored_type != OCTET_STREAM and wanted in (None, "*", stored_ts):
             return "stored"
-    if choice.part_type == OCTET_STREAM and wanted in (None, "*", media.EXPLICIT_LE):
+    if choice.part_type == OCTET_STREAM and wanted in (None, "*", mediatypes.EXPLICIT_LE):
         return "native" if stored_ts in LITTLE_ENDIAN_NATIVE else "decoded"
     raise NotAcceptable(
         f"frames of this instance are offered as stored ({UID(stored_ts).name}) or as "
@@ -284,27 +287,27 @@ def frames_response(
     numbers = parse_frame_list(frame_list)
     row = _instance_row(archive, study, series_uid, sop)
     stored_ts = row.transfer_syntax
-    stored_type = media.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
+    stored_type = mediatypes.FRAME_MEDIA_TYPES.get(stored_ts, OCTET_STREAM)
     offers = list(dict.fromkeys([stored_type, OCTET_STREAM]))
-    answer = frame_answer(stored_ts, media.choose(media.parse_accept(request), offers))
+    answer = frame_answer(stored_ts, mediatypes.choose(mediatypes.parse_accept(request), offers))
     tag = f'"{row.sha256[:24]}-{frame_list[:64]}-{answer}"'
     if not_modified(request, tag):
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": IMMUTABLE, **VARY})
     if answer == "decoded":
         bodies = _decoded_frames(archive, row.storage_key, numbers)
-        part_type, ts = OCTET_STREAM, media.EXPLICIT_LE
+        part_type, ts = OCTET_STREAM, mediatypes.EXPLICIT_LE
     else:
         pl = frames.layout(archive.store, row.storage_key, stored_ts, row.pixel_data_offset)
         bodies = [frames.frame(archive.store, pl, n) for n in numbers]
-        part_type, ts = OCTET_STREAM, media.EXPLICIT_LE
+        part_type, ts = OCTET_STREAM, mediatypes.EXPLICIT_LE
         if answer == "stored":
             part_type, ts = stored_type, stored_ts
-    mark = media.boundary()
+    mark = mediatypes.boundary()
     parts = [({"Content-Type": f"{part_type}; transfer-syntax={ts}"}, [b]) for b in bodies]
     # the frames are in memory already: one body, no streaming hand-offs per piece
     return Response(
-        b"".join(media.multipart(parts, mark)),
-        media_type=media.multipart_type(part_type, mark),
+        b"".join(mediatypes.multipart(parts, mark)),
+        media_type=mediatypes.multipart_type(part_type, mark),
         headers={"ETag": tag, "Cache-Control": IMMUTABLE, **VARY},
     )
 
@@ -337,8 +340,8 @@ def bulk_response(
     A ``Range`` header (RFC 9110 14.2) answers 206 with that slice of the value, so a
     client can fetch part of a large waveform or pixel stream.
     """
-    accepts = media.parse_accept(request)
-    choice = media.choose(accepts, [OCTET_STREAM])
+    accepts = mediatypes.parse_accept(request)
+    choice = mediatypes.choose(accepts, [OCTET_STREAM])
     row = _instance_row(archive, study, series_uid, sop)
     with archive.store.open(row.storage_key) as f:
         ds = dcmread(f)
@@ -362,11 +365,11 @@ def bulk_response(
     single = any(a.media_type == OCTET_STREAM for a in accepts)  # asked for by name
     if single and choice.media_type == OCTET_STREAM:
         return Response(bytes(value), status_code=status, media_type=OCTET_STREAM, headers=headers)
-    mark = media.boundary()
+    mark = mediatypes.boundary()
     return StreamingResponse(
-        media.multipart([({"Content-Type": OCTET_STREAM}, [bytes(value)])], mark),
+        mediatypes.multipart([({"Content-Type": OCTET_STREAM}, [bytes(value)])], mark),
         status_code=status,
-        media_type=media.multipart_type(OCTET_STREAM, mark),
+        media_type=mediatypes.multipart_type(OCTET_STREAM, mark),
         headers=headers,
     )
 
@@ -402,7 +405,7 @@ def rendered_response(
     thumbnail: bool = False,
     cache: str = IMMUTABLE,
 ) -> Response:
-    choice = media.choose(media.parse_accept(request), ["image/jpeg", "image/png"])
+    choice = mediatypes.choose(mediatypes.parse_accept(request), ["image/jpeg", "image/png"])
     params = request.query_params
     try:
         quality = int(params.get("quality", "90"))

@@ -27,15 +27,15 @@ from pydantic import BaseModel, ValidationError
 
 from rix import access, audit
 from rix.access import Principal
+from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth.users import Role, parse_roles
 from rix.errors import Conflict, RixError
-from rix.index import aes
 from rix.jobs import queue
 from rix.jobs.queue import State
-from rix.region import admin
+from rix.region import aes
 from rix.routing import manage
-from rix.web import api
+from rix.web.api import region as api
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
 from rix.web.portal.pages import when

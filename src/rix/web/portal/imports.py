@@ -14,8 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rix import access, uploads
+from rix import access
 from rix.access import Principal
+from rix.ingest import uploads
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
 

@@ -8,7 +8,7 @@ what was done, never the values; a refusal shows the page again with the reason.
 
 The editor works without script: a template is chosen with a GET (``?template=``) and
 the text is posted with the button pressed (save draft, sign preliminary, sign final,
-addendum, correction). ``reporting.js`` only fills the text from the template without a
+addendum, correction). ``reporting_worklist.js`` only fills the text from the template without a
 reload and renews the claim while the page is open.
 """
 
@@ -29,10 +29,10 @@ from rix.auth.users import Role
 from rix.errors import Conflict, RixError
 from rix.index import queries
 from rix.region import trusts
-from rix.web.api import RowId
+from rix.web.api.region import RowId
 from rix.web.dicomweb.errors import archive_of, check_uids
 from rix.web.portal import pages
-from rix.workflow import orders, reporting, reports, rota
+from rix.workflow import orders, reporting_worklist, reports, rota
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -97,7 +97,7 @@ def _worklist_page(
     request: Request, me: Principal, chosen: dict[str, str], *, error: str = "", status: int = 200
 ) -> Response:
     archive = archive_of(request)
-    filters = reporting.Filters.of(
+    filters = reporting_worklist.Filters.of(
         trusts=[chosen["trust"]],
         statuses=[chosen["status"]],
         site=chosen["site"],
@@ -107,13 +107,13 @@ def _worklist_page(
         subspecialty=chosen["subspecialty"],
         min_age_hours=_hours(chosen["min_age_hours"]),
     )
-    items = reporting.worklist(archive, me, filters)
+    items = reporting_worklist.worklist(archive, me, filters)
     context = {
         "items": items,
         "chosen": chosen,
         "trust_choices": _trust_choices(request, me),
         "priorities": list(orders.Priority),
-        "statuses": list(reporting.Status),
+        "statuses": list(reporting_worklist.Status),
         "error": error,
         "done": DONE.get(request.query_params.get("done", ""), ""),
         "span": span,
@@ -159,7 +159,7 @@ async def claim(request: Request, me: User) -> Response:
     study = form.get("study", "")
     check_uids(study)
     try:
-        await run_in_threadpool(reporting.claim, archive_of(request), me, study)
+        await run_in_threadpool(reporting_worklist.claim, archive_of(request), me, study)
     except Conflict as exc:
         return await run_in_threadpool(
             _worklist_page, request, me, _back(form), error=exc.reason, status=exc.http_status
@@ -172,7 +172,7 @@ async def release(request: Request, me: User) -> Response:
     form = await pages.form_of(request)
     study = form.get("study", "")
     check_uids(study)
-    await run_in_threadpool(reporting.release, archive_of(request), me, study)
+    await run_in_threadpool(reporting_worklist.release, archive_of(request), me, study)
     query = urlencode({**{k: v for k, v in _back(form).items() if v}, "done": "released"})
     return RedirectResponse(f"/worklist?{query}", status_code=303)
 
@@ -192,11 +192,11 @@ def _editor(
 ) -> Response:
     archive = archive_of(request)
     found = reports.read(archive, me, study)
-    item = reporting.item_of(archive, me, study)
+    item = reporting_worklist.item_of(archive, me, study)
     if item is None:  # read() let it through: it left the worklist this very moment
         raise Conflict("this study is no longer on your worklist")
     with archive.engine.connect() as conn:
-        held = reporting.claim_of(conn, study)
+        held = reporting_worklist.claim_of(conn, study)
         opens = queries.patient_of_study(conn, study, scope=access.scope(me)) is not None
     choices = reports.templates(archive)
     chosen = next((t for t in choices if t.name == template), None)

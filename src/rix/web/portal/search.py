@@ -20,13 +20,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rix import access, audit
 from rix.access import Principal
+from rix.admin import region
+from rix.dataset import nhs
 from rix.errors import Conflict
 from rix.index import people
-from rix.region import admin, nhs, trusts
-from rix.region import timeline as timeline_of
+from rix.region import trusts
+from rix.retrieve import timeline as timeline_of
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import pages
-from rix.workflow import reporting
+from rix.workflow import reporting_worklist
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -141,7 +143,7 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
     found = timeline_of.of_person(archive, me, nhs_number=nhs_number, patient=patient)
     who = found.records[0] if found.records else None
     with archive.engine.connect() as conn:  # the reports signed here (rix.workflow)
-        reported = reporting.statuses_of(conn, [s["study_uid"] for s in found.studies])
+        reported = reporting_worklist.statuses_of(conn, [s["study_uid"] for s in found.studies])
     return pages.render(
         request,
         "timeline.html",
@@ -169,7 +171,7 @@ async def break_glass(request: Request, me: User) -> Response:
         raise Conflict("break-glass needs a reason (one line, at most 1,024 characters)")
     archive = archive_of(request)
     await run_in_threadpool(
-        admin.break_glass,
+        region.break_glass,
         archive,
         me,
         reason=reason,

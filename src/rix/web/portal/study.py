@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from rix import access, export
+from rix import access
 from rix.access import Principal
 from rix.errors import Conflict
-from rix.index import aes, queries
+from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
-from rix.region import trusts
+from rix.region import aes, trusts
+from rix.retrieve import export
 from rix.routing import manage
 from rix.web.auth import authorize_study, source_of
 from rix.web.dicomweb.errors import archive_of

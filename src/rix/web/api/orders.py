@@ -1,0 +1,373 @@
+"""``/api/orders`` and ``/api/patients``: the REST twin of the HL7 order and ADT feeds
+(``rix.hl7.orders``, ``rix.hl7.patients``), for systems without HL7 and for people
+reconciling studies with orders. Rules live in ``rix.workflow.orders``,
+``rix.region.patients`` and ``rix.access``; every call is audited, a change in the
+transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, StringConstraints
+from sqlalchemy import Connection
+
+from rix import access, audit
+from rix.access import Principal
+from rix.archive import Archive
+from rix.errors import AccessDenied, Conflict, NotFound
+from rix.index.database import begin_write
+from rix.region import mpi
+from rix.region import patients as records
+from rix.region.trusts import get_trust
+from rix.web.api.region import PRINTABLE, Code, NhsNumber, PatientRef, RowId, Text
+from rix.web.auth import principal_of
+from rix.web.dicomweb.errors import archive_of
+from rix.workflow import orders
+from rix.workflow.orders import Order, OrderDetails, Priority
+
+router = APIRouter(prefix="/api", tags=["orders"])
+
+Short = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)]
+Number = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=64)]
+Date = Annotated[str, StringConstraints(pattern=r"^([0-9]{8})?$")]
+Sex = Annotated[str, StringConstraints(pattern="^(M|F|O)?$")]
+PriorityName = Annotated[str, StringConstraints(pattern="^(emergency|inpatient|outpatient)$")]
+StatusName = Annotated[
+    str, StringConstraints(pattern="^(scheduled|in-progress|completed|cancelled|discontinued)?$")
+]
+Uid = Annotated[str, StringConstraints(pattern=r"^[0-9.]{1,64}$")]
+
+
+class PatientIn(BaseModel):
+    """The trust's record: made when the trust has none yet."""
+
+    patient_id: Annotated[str, StringConstraints(pattern=PRINTABLE, min_length=1, max_length=64)]
+    issuer: Number = ""  # the trust's issuer when empty
+    name: Text = ""  # DICOM PN: family^given
+    birth_date: Date = ""
+    sex: Sex = ""
+    nhs_number: NhsNumber = ""
+
+
+class OrderFields(BaseModel):
+    placer_number: Number = ""
+    filler_number: Number = ""
+    accession_number: Short = ""
+    requested_procedure_id: Short = ""
+    priority: PriorityName = "outpatient"
+    modality: Short = ""
+    body_part: Number = ""
+    procedure_code: Number = ""
+    procedure_text: Text = ""
+    subspecialty: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=32)] = ""
+    site_code: Short = ""
+    station_ae: Short = ""
+    ordering_provider: Text = ""
+    reason: Text = ""
+    scheduled_at: datetime | None = None  # ISO 8601, or seconds since the epoch
+
+
+class OrderIn(OrderFields):
+    trust: Code
+    patient: PatientIn
+
+
+class OrderChange(BaseModel):
+    """Only the fields sent change."""
+
+    placer_number: Number | None = None
+    filler_number: Number | None = None
+    accession_number: Short | None = None
+    requested_procedure_id: Short | None = None
+    priority: PriorityName | None = None
+    modality: Short | None = None
+    body_part: Number | None = None
+    procedure_code: Number | None = None
+    procedure_text: Text | None = None
+    subspecialty: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=32)] | None = None
+    site_code: Short | None = None
+    station_ae: Short | None = None
+    ordering_provider: Text | None = None
+    reason: Text | None = None
+    scheduled_at: datetime | None = None
+
+
+class MatchIn(BaseModel):
+    study_uid: Uid
+
+
+class PatientUpdateIn(BaseModel):
+    patient: PatientRef  # issuer/patient ID
+    name: Text = ""
+    birth_date: Date = ""
+    sex: Sex = ""
+    nhs_number: NhsNumber = ""
+
+
+class MergeIn(BaseModel):
+    prior: PatientRef  # merged into
+    surviving: PatientRef
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise Conflict(f"{value.isoformat()} is out of range") from None
+
+
+def _details(body: OrderFields) -> OrderDetails:
+    fields = body.model_dump(include=set(OrderFields.model_fields) - {"scheduled_at", "priority"})
+    return OrderDetails(
+        **fields, priority=Priority(body.priority), scheduled_at=_epoch(body.scheduled_at)
+    )
+
+
+def _visible(conn: Connection, principal: Principal, order_pk: int) -> Order:
+    """The order, if the principal may see its trust's orders (else: no such order)."""
+    order = orders.get(conn, order_pk)
+    trusts = orders.visible_trusts(principal)
+    if trusts is not None and order.trust_pk not in trusts:
+        raise NotFound(f"no order {order_pk}")
+    return order
+
+
+def _changed(
+    archive: Archive, principal: Principal, action: str, change: Callable[[Connection], Order]
+) -> dict[str, Any]:
+    with begin_write(archive.engine) as conn:
+        order = change(conn)
+        access.record_in(
+            conn,
+            principal,
+            audit.Kind.ADMIN,
+            audit.Outcome.SUCCESS,
+            order.touched,
+            {"action": action, "order": order.pk, "via": "api"},
+        )
+    return order.as_dict()
+
+
+def _read(archive: Archive, principal: Principal, touched: access.Touched, **detail: Any) -> None:
+    access.record(
+        archive.writer.post, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail
+    )
+
+
+@router.post("/orders", status_code=201, summary="Place an order (the trust's clinical staff)")
+def create_order(request: Request, body: OrderIn) -> dict[str, Any]:
+    """Makes the patient record if the trust has none, an accession number if none is
+    given, the order relationship the access policy reads and the prefetch of priors."""
+    archive, principal = archive_of(request), principal_of(request)
+    with archive.engine.connect() as conn:
+        trust = get_trust(conn, body.trust)
+    access.require_order(principal, trust.code)
+    patient = records.Details(
+        patient_id=body.patient.patient_id,
+        issuer=body.patient.issuer or trust.issuer,
+        name=body.patient.name,
+        birth_date=body.patient.birth_date,
+        sex=body.patient.sex,
+        nhs_number=body.patient.nhs_number,
+    )
+
+    def change(conn: Connection) -> Order:
+        order, _created = orders.create(
+            conn, principal, trust=trust, patient=patient, details=_details(body), source="api"
+        )
+        return order
+
+    return _changed(archive, principal, "order create", change)
+
+
+@router.get("/orders", summary="Orders of your trust, newest first")
+def list_orders(
+    request: Request,
+    trust: Annotated[str, Query(pattern=PRINTABLE, max_length=16)] = "",
+    status: Annotated[StatusName, Query()] = "",
+    modality: Annotated[str, Query(pattern=PRINTABLE, max_length=16)] = "",
+    since: Annotated[datetime | None, Query(description="scheduled from (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="scheduled until (ISO 8601)")] = None,
+    patient: Annotated[str, Query(pattern=PRINTABLE, max_length=130)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    archive, principal = archive_of(request), principal_of(request)
+    trusts = orders.visible_trusts(principal)
+    with archive.engine.connect() as conn:
+        if trust:
+            wanted = get_trust(conn, trust).pk
+            if trusts is not None and wanted not in trusts:
+                raise AccessDenied(f"orders of {trust} are read by its own staff")
+            trusts = [wanted]
+        patient_pk = None
+        if patient:
+            issuer, _sep, patient_id = patient.partition("/")
+            patient_pk = records.find(conn, issuer, patient_id) or -1
+        found = orders.listing(
+            conn,
+            trust_pks=trusts,
+            status=status,
+            modality=modality,
+            since=_epoch(since),
+            until=_epoch(until),
+            patient_pk=patient_pk,
+            limit=limit,
+        )
+    touched = access.Touched(patient=patient) if patient else access.Touched()
+    _read(archive, principal, touched, orders=len(found), trust=trust, status=status)
+    return [o.as_dict() for o in found]
+
+
+@router.get("/orders/unmatched", summary="Studies no order claims, for reconciliation")
+def unmatched(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    archive, principal = archive_of(request), principal_of(request)
+    trusts = orders.visible_trusts(principal)
+    with archive.engine.connect() as conn:
+        found = orders.unmatched(conn, trust_pks=trusts, limit=limit)
+    _read(archive, principal, access.Touched(), unmatched=len(found))
+    return found
+
+
+@router.get("/orders/{order_id}", summary="One order")
+def get_order(request: Request, order_id: RowId) -> dict[str, Any]:
+    archive, principal = archive_of(request), principal_of(request)
+    with archive.engine.connect() as conn:
+        order = _visible(conn, principal, order_id)
+    _read(archive, principal, order.touched, order=order.pk)
+    return order.as_dict()
+
+
+@router.patch("/orders/{order_id}", summary="Change an open order")
+def change_order(request: Request, order_id: RowId, body: OrderChange) -> dict[str, Any]:
+    archive, principal = archive_of(request), principal_of(request)
+    values = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "scheduled_at" in values:
+        values["scheduled_at"] = _epoch(body.scheduled_at)
+    if not values:
+        raise Conflict("send at least one field to change")
+    return _changed(
+        archive,
+        principal,
+        "order change",
+        lambda conn: orders.change(conn, principal, _visible(conn, principal, order_id), values),
+    )
+
+
+def _ended(request: Request, order_id: int, *, discontinue: bool) -> dict[str, Any]:
+    archive, principal = archive_of(request), principal_of(request)
+    return _changed(
+        archive,
+        principal,
+        "order discontinue" if discontinue else "order cancel",
+        lambda conn: orders.cancel(
+            conn, principal, _visible(conn, principal, order_id), discontinue=discontinue
+        ),
+    )
+
+
+@router.post("/orders/{order_id}/cancel", summary="Cancel an order not yet started")
+def cancel_order(request: Request, order_id: RowId) -> dict[str, Any]:
+    return _ended(request, order_id, discontinue=False)
+
+
+@router.post("/orders/{order_id}/discontinue", summary="Discontinue an order once started")
+def discontinue_order(request: Request, order_id: RowId) -> dict[str, Any]:
+    return _ended(request, order_id, discontinue=True)
+
+
+@router.post("/orders/{order_id}/match", summary="Match an unmatched study to the order")
+def match_order(request: Request, order_id: RowId, body: MatchIn) -> dict[str, Any]:
+    archive, principal = archive_of(request), principal_of(request)
+    return _changed(
+        archive,
+        principal,
+        "order match",
+        lambda conn: orders.match_by_hand(
+            conn, principal, _visible(conn, principal, order_id), body.study_uid
+        ),
+    )
+
+
+def _record_changed(
+    archive: Archive,
+    principal: Principal,
+    ref: str,
+    action: str,
+    change: Callable[[Connection, mpi.Record], mpi.Record],
+) -> mpi.Record:
+    with begin_write(archive.engine) as conn:
+        rec = mpi.find_record(conn, ref)
+        access.require_patient_change(principal, rec.trust or "-")
+        result = change(conn, rec)
+        access.record_in(
+            conn,
+            principal,
+            audit.Kind.ADMIN,
+            audit.Outcome.SUCCESS,
+            access.Touched(patient=result.ref, nhs_number=result.nhs_number),
+            {"action": action, "via": "api"},
+        )
+    return result
+
+
+def _record_dict(rec: mpi.Record) -> dict[str, Any]:
+    return {
+        "patient": rec.ref,
+        "name": rec.name,
+        "birth_date": rec.birth_date,
+        "sex": rec.sex,
+        "nhs_number": rec.nhs_number,
+        "link": rec.link_state,
+    }
+
+
+@router.post("/patients/update", summary="Correct a patient record (as HL7 ADT A08)")
+def update_patient(request: Request, body: PatientUpdateIn) -> dict[str, Any]:
+    archive, principal = archive_of(request), principal_of(request)
+
+    def change(conn: Connection, rec: mpi.Record) -> mpi.Record:
+        details = records.Details(
+            patient_id=rec.patient_id,
+            issuer=rec.issuer,
+            name=body.name,
+            birth_date=body.birth_date,
+            sex=body.sex,
+            nhs_number=body.nhs_number,
+        )
+        return records.update_details(conn, rec.pk, details)
+
+    return _record_dict(_record_changed(archive, principal, body.patient, "patient update", change))
+
+
+@router.post("/patients/merge", summary="Merge a record into another (as HL7 ADT A40)")
+def merge_patients(request: Request, body: MergeIn) -> dict[str, Any]:
+    """The prior record's studies and orders move to the surviving record of the same
+    trust; queries answer the surviving ID, and copies sent out carry it."""
+    archive, principal = archive_of(request), principal_of(request)
+    moved = 0
+
+    def change(conn: Connection, surviving: mpi.Record) -> mpi.Record:
+        nonlocal moved
+        prior = mpi.find_record(conn, body.prior)
+        moved = records.merge(
+            conn,
+            prior_pk=prior.pk,
+            surviving_pk=surviving.pk,
+            by=principal.name,
+            reference=f"api:{prior.ref}",
+        )
+        return mpi.record(conn, surviving.pk)
+
+    rec = _record_changed(
+        archive, principal, body.surviving, f"patient merge of {body.prior}", change
+    )
+    return {**_record_dict(rec), "studies_moved": moved}

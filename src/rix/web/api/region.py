@@ -1,0 +1,397 @@
+"""The region's HTTP API under ``/api``: administration, relationships, break-glass, the
+regional timeline and audit search. Every route needs a signed-in principal; each change
+goes through ``rix.region.admin`` (role checks and audit) like the command line's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastApiPath
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, StringConstraints
+
+from rix import access, audit
+from rix.access import Principal
+from rix.admin import region as admin
+from rix.archive import Archive
+from rix.auth import users
+from rix.auth.users import Role, parse_roles
+from rix.errors import Conflict
+from rix.region import aes, mpi, trusts
+from rix.retrieve import timeline as timeline_of
+from rix.web.auth import principal_of
+from rix.web.dicomweb.errors import archive_of
+
+router = APIRouter(prefix="/api", tags=["region"])
+
+# No control characters in any text: they are never meaningful here, and PostgreSQL
+# refuses NUL outright (a 400 with a reason, not a 500).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Code = Annotated[str, StringConstraints(pattern=PRINTABLE, min_length=1, max_length=16)]
+Name = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=128)]
+Text = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=1024)]
+NhsNumber = Annotated[str, StringConstraints(pattern=r"^[0-9 -]{0,16}$")]
+PatientRef = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=130)]
+# a row id: PostgreSQL's integer, so an out-of-range id is a 422, not a database error
+RowId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]
+
+
+class TrustIn(BaseModel):
+    code: Code
+    name: Text
+    issuer: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=64)] = ""
+    pacs: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] | None = None
+
+
+class SiteIn(BaseModel):
+    code: Code
+    name: Text
+
+
+class AgreementIn(BaseModel):
+    trust: Code
+    other: Code
+    description: Text = ""
+
+
+class UserIn(BaseModel):
+    username: Name
+    roles: list[Name] = Field(max_length=6)
+    trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
+    display_name: Text = ""
+    password: Annotated[str, StringConstraints(max_length=1024)] = ""
+    email: Annotated[str, StringConstraints(max_length=254)] = ""
+
+
+class TokenIn(BaseModel):
+    label: Text = ""
+    days: float | None = Field(None, gt=0, le=3660)
+
+
+class AEIn(BaseModel):
+    title: Code
+    host: Annotated[str, StringConstraints(pattern=PRINTABLE, min_length=1, max_length=255)]
+    port: int = Field(gt=0, lt=65536)
+    trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
+    description: Text = ""
+
+
+class PatientNamed(BaseModel):
+    """A patient by NHS number, or one record as ``issuer/patient ID``."""
+
+    nhs_number: NhsNumber = ""
+    patient: PatientRef = ""
+
+    def check(self) -> None:
+        if not (self.nhs_number or self.patient):
+            raise Conflict("name the patient by nhs_number or patient (issuer/ID)")
+
+
+class RelationshipIn(PatientNamed):
+    trust: Code
+    kind: Annotated[str, StringConstraints(pattern="^(order|encounter|referral)$")]
+    reference: Text = ""
+    expires_at: float | None = None
+
+
+class BreakGlassIn(PatientNamed):
+    reason: Text
+
+
+class LinkIn(BaseModel):
+    patient: PatientRef
+    to: PatientRef
+
+
+class UnlinkIn(BaseModel):
+    patient: PatientRef
+
+
+class NhsNumberIn(BaseModel):
+    patient: PatientRef
+    nhs_number: NhsNumber
+
+
+def _me(request: Request) -> tuple[Archive, Principal]:
+    return archive_of(request), principal_of(request)
+
+
+@router.get("/me", summary="Who you are signed in as")
+def me(request: Request) -> dict[str, Any]:
+    p = principal_of(request)
+    return {"name": p.name, "trust": p.trust_code, "roles": sorted(p.roles)}
+
+
+@router.get("/trusts", summary="Trusts, their sites, and the sharing agreements")
+def list_trusts(request: Request) -> dict[str, Any]:
+    archive = archive_of(request)
+    with archive.engine.connect() as conn:
+        found = [
+            {
+                "code": t.code,
+                "name": t.name,
+                "issuer": t.issuer,
+                "pacs": t.pacs_ae,
+                "sites": [{"code": c, "name": n} for c, n in trusts.sites_of(conn, t.code)],
+            }
+            for t in trusts.all_trusts(conn)
+        ]
+        shared = [
+            {"trusts": [a.trust_a, a.trust_b], "description": a.description}
+            for a in trusts.all_agreements(conn)
+        ]
+    return {"trusts": found, "agreements": shared}
+
+
+@router.post("/trusts", status_code=201, summary="Add or update a trust (region-admin)")
+def add_trust(request: Request, body: TrustIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    trust = admin.add_trust(archive, principal, body.code, body.name, body.issuer, body.pacs)
+    return {"code": trust.code, "name": trust.name, "issuer": trust.issuer, "pacs": trust.pacs_ae}
+
+
+@router.post("/trusts/{code}/sites", status_code=201, summary="Add a site to a trust")
+def add_site(request: Request, code: str, body: SiteIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    admin.add_site(archive, principal, code, body.code, body.name)
+    return {"trust": code.upper(), "code": body.code.upper()}
+
+
+@router.post("/agreements", status_code=201, summary="Add a sharing agreement (region-admin)")
+def add_agreement(request: Request, body: AgreementIn) -> dict[str, Any]:
+    archive, principal = _me(request)
+    added = admin.add_agreement(archive, principal, body.trust, body.other, body.description)
+    return {"trusts": sorted([body.trust.upper(), body.other.upper()]), "added": added}
+
+
+@router.delete("/agreements/{trust}/{other}", summary="End a sharing agreement (region-admin)")
+def remove_agreement(request: Request, trust: str, other: str) -> dict[str, bool]:
+    archive, principal = _me(request)
+    return {"removed": admin.remove_agreement(archive, principal, trust, other)}
+
+
+@router.get("/users", summary="Users (administrators)")
+def list_users(request: Request) -> list[dict[str, Any]]:
+    archive, principal = _me(request)
+    access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    with archive.engine.connect() as conn:
+        found = users.all_users(conn)
+    if Role.REGION_ADMIN not in principal.roles:
+        found = [u for u in found if u.trust is not None and u.trust.code == principal.trust_code]
+    return [
+        {
+            "username": u.username,
+            "display_name": u.display_name,
+            "email": u.email,
+            "trust": u.trust.code if u.trust else "",
+            "roles": sorted(u.roles),
+            "active": u.active,
+        }
+        for u in found
+    ]
+
+
+@router.post("/users", status_code=201, summary="Add or update a user (administrators)")
+def add_user(request: Request, body: UserIn) -> dict[str, Any]:
+    archive, principal = _me(request)
+    user = admin.add_user(
+        archive,
+        principal,
+        username=body.username,
+        roles=parse_roles(",".join(body.roles)),
+        trust=body.trust,
+        display_name=body.display_name,
+        password=body.password,
+        email=body.email,
+    )
+    return {"username": user.username, "roles": sorted(user.roles)}
+
+
+@router.post("/users/{username}/tokens", status_code=201, summary="A new API token")
+def create_token(request: Request, username: str, body: TokenIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    return {"token": admin.create_token(archive, principal, username, body.label, body.days)}
+
+
+@router.delete("/users/{username}/tokens", summary="End every API token of a user")
+def revoke_tokens(request: Request, username: str) -> dict[str, int]:
+    archive, principal = _me(request)
+    return {"revoked": admin.revoke_tokens(archive, principal, username)}
+
+
+@router.post("/users/{username}/disable", summary="Disable a user (administrators)")
+def disable_user(request: Request, username: str) -> dict[str, str]:
+    archive, principal = _me(request)
+    admin.disable_user(archive, principal, username)
+    return {"disabled": username}
+
+
+@router.get("/aes", summary="Registered DICOM peers")
+def list_aes(request: Request) -> list[dict[str, Any]]:
+    archive, principal = _me(request)
+    access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    return [
+        {
+            "title": a.title,
+            "host": a.host,
+            "port": a.port,
+            "trust": a.trust.code if a.trust else "",
+            "description": a.description,
+        }
+        for a in aes.all_aes(archive.engine)
+    ]
+
+
+@router.post("/aes", status_code=201, summary="Register a DICOM peer (administrators)")
+def add_ae(request: Request, body: AEIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    peer = aes.RemoteAE(
+        title=body.title, host=body.host, port=body.port, description=body.description
+    )
+    admin.add_ae(archive, principal, peer, body.trust)
+    return {"title": body.title}
+
+
+@router.delete("/aes/{title}", summary="Remove a DICOM peer (administrators)")
+def remove_ae(request: Request, title: str) -> dict[str, bool]:
+    archive, principal = _me(request)
+    return {"removed": admin.remove_ae(archive, principal, title)}
+
+
+@router.get("/mpi/reviews", summary="MPI records waiting for an administrator")
+def mpi_reviews(request: Request) -> list[dict[str, Any]]:
+    archive, principal = _me(request)
+    access.require_role(principal, Role.REGION_ADMIN)
+    with archive.engine.connect() as conn:
+        reviews = mpi.open_reviews(conn)
+    return [
+        {
+            "id": r.id,
+            "patient": r.patient,
+            "nhs_number": r.nhs_number,
+            "kind": r.kind,
+            "detail": r.detail,
+            "created_at": r.created_at,
+        }
+        for r in reviews
+    ]
+
+
+@router.post("/mpi/reviews/{review_id}/dismiss", summary="Close a review without linking")
+def mpi_dismiss(request: Request, review_id: RowId) -> dict[str, int]:
+    archive, principal = _me(request)
+    admin.dismiss_review(archive, principal, review_id)
+    return {"dismissed": review_id}
+
+
+@router.post("/mpi/link", summary="Link a record to another's person by hand (region-admin)")
+def mpi_link(request: Request, body: LinkIn) -> dict[str, Any]:
+    archive, principal = _me(request)
+    return {"person": admin.link(archive, principal, body.patient, body.to)}
+
+
+@router.post("/mpi/unlink", summary="Unlink a record by hand (region-admin)")
+def mpi_unlink(request: Request, body: UnlinkIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    admin.unlink(archive, principal, body.patient)
+    return {"unlinked": body.patient}
+
+
+@router.put("/mpi/nhs-number", summary="Give a record its NHS number (administrators)")
+def mpi_nhs_number(request: Request, body: NhsNumberIn) -> dict[str, Any]:
+    archive, principal = _me(request)
+    rec = admin.assign_nhs_number(archive, principal, body.patient, body.nhs_number)
+    return {"patient": rec.ref, "nhs_number": rec.nhs_number, "link": rec.link_state}
+
+
+@router.post("/relationships", status_code=201, summary="Record an order, encounter or referral")
+def add_relationship(request: Request, body: RelationshipIn) -> dict[str, str]:
+    archive, principal = _me(request)
+    body.check()
+    admin.record_relationship(
+        archive,
+        principal,
+        trust=body.trust,
+        nhs_number=body.nhs_number,
+        patient=body.patient,
+        kind=body.kind,
+        reference=body.reference,
+        expires_at=body.expires_at,
+    )
+    return {"trust": body.trust.upper(), "kind": body.kind}
+
+
+@router.post("/break-glass", status_code=201, summary="Declare break-glass for a patient")
+def break_glass(request: Request, body: BreakGlassIn) -> dict[str, float]:
+    """Opens the patient's records at partner trusts for ``break_glass_hours``, with the
+    reason in the audit trail and a security alert raised."""
+    archive, principal = _me(request)
+    body.check()
+    expires = admin.break_glass(
+        archive, principal, reason=body.reason, nhs_number=body.nhs_number, patient=body.patient
+    )
+    return {"expires_at": expires}
+
+
+@router.get("/timeline", summary="Every study of one person across trusts, as you may see")
+def timeline(
+    request: Request,
+    nhs_number: str = Query(
+        "", description="The patient's NHS number.", pattern=r"^[0-9 -]{0,16}$"
+    ),
+    patient: str = Query(
+        "",
+        description="Or one of their records: issuer/patient ID.",
+        pattern=PRINTABLE,
+        max_length=130,
+    ),
+) -> dict[str, Any]:
+    """Studies of all records linked to the person, newest first, filtered by the access
+    policy; ``hidden_at`` names partner trusts holding studies you may not see yet
+    (break-glass, or a relationship, opens them). Other trusts are never named."""
+    archive, principal = _me(request)
+    PatientNamed(nhs_number=nhs_number, patient=patient).check()
+    found = timeline_of.of_person(archive, principal, nhs_number=nhs_number, patient=patient)
+    return {"studies": found.studies, "hidden_at": found.hidden_at}
+
+
+@router.get("/audit", summary="Audit search (auditors and region administrators)")
+async def audit_search(
+    request: Request,
+    patient: str = Query(
+        "", description="Record issuer/patient ID.", pattern=PRINTABLE, max_length=130
+    ),
+    nhs_number: str = Query(
+        "", description="Every record of this NHS number.", pattern=r"^[0-9 -]{0,16}$"
+    ),
+    user: str = Query(
+        "", description="What this user or AE did.", pattern=PRINTABLE, max_length=128
+    ),
+    study: str = Query("", description="Study Instance UID.", pattern=r"^[0-9.]{0,64}$"),
+    limit: int = Query(200, ge=1, le=10_000),
+) -> list[dict[str, Any]]:
+    archive, principal = _me(request)
+    access.require_role(principal, Role.AUDITOR, Role.REGION_ADMIN)
+    await run_in_threadpool(archive.writer.flush)  # events of reads are queued, not awaited
+    events = await run_in_threadpool(
+        audit.search,
+        archive.engine,
+        patient=patient,
+        nhs_number=nhs_number,
+        actor=user,
+        study_uid=study,
+        limit=limit,
+    )
+    detail = {"audit_search": {"patient": patient, "nhs_number": nhs_number, "user": user}}
+    await run_in_threadpool(
+        access.record,
+        archive.writer.post,
+        principal,
+        audit.Kind.QUERY,
+        audit.Outcome.SUCCESS,
+        access.Touched(study_uid=study, patient=patient, nhs_number=nhs_number),
+        detail,
+    )
+    return [e.as_dict() for e in events]
