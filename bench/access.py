@@ -76,25 +76,27 @@ from network import LOOPBACK, free_port
 from rix import access
 from rix.access import SYSTEM, Principal
 from rix.admin import region as admin
-from rix.archive import Archive, open_archive
+from rix.archive import Archive
 from rix.auth.users import Role
 from rix.config import Settings
 from rix.dataset import nhs
 from rix.index import queries, write
 from rix.index.attributes import BY_KEYWORD, Level
 from rix.index.database import begin_write
+from rix.index.records import InstanceRecord
 from rix.index.schema import (
     break_glass,
     instances,
     patients,
     persons,
     relationships,
-    report_claims,
     series,
     studies,
 )
-from rix.region import aes
+from rix.index.workflow_tables import report_claims
+from rix.region import aes, mpi
 from rix.region.trusts import Trust
+from rix.serve import open_archive
 
 TARGET = 1.2  # scoped median / unscoped median, every shape and principal
 PG_ADMIN_URL = os.environ.get("RIX_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -324,12 +326,12 @@ def _index_studies(archive: Archive, rng: random.Random, records: Sequence[Recor
     owners += [rng.randrange(len(records)) for _ in range(STUDIES - len(records))]
     rng.shuffle(owners)
     cache = write.IndexCache()
-    batch: list[write.InstanceRecord] = []
+    batch: list[InstanceRecord] = []
     for number, owner in enumerate(owners, start=1):
         record = records[owner]
         for ds in _study_headers(rng, record, number):
             batch.append(
-                write.InstanceRecord.from_header(
+                InstanceRecord.from_header(
                     ds,
                     transfer_syntax=ExplicitVRLittleEndian,
                     size=0,
@@ -345,9 +347,9 @@ def _index_studies(archive: Archive, rng: random.Random, records: Sequence[Recor
     _add(archive, batch, cache)
 
 
-def _add(archive: Archive, batch: list[write.InstanceRecord], cache: write.IndexCache) -> None:
+def _add(archive: Archive, batch: list[InstanceRecord], cache: write.IndexCache) -> None:
     with begin_write(archive.engine) as conn:
-        write.add_instances(conn, batch, cache)
+        write.add_instances(conn, batch, cache, write.Hooks(new_record=mpi.on_new_record))
 
 
 def _person_pks(archive: Archive) -> dict[str, int]:

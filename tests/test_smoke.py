@@ -8,11 +8,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from rix.access import Principal, TurnaroundView
-from rix.archive import open_archive
 from rix.auth.users import get_user
 from rix.cli import demo
 from rix.config import Settings
-from rix.index.schema import orders
+from rix.index.workflow_tables import orders
+from rix.serve import open_archive
 from rix.workflow import reporting_worklist, turnaround
 from tests.peers.server import RixServer
 

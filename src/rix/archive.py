@@ -1,7 +1,9 @@
 """The archive a process works on: settings, index engine, object store and index writer.
 
 Opened once per process (``rix serve``, a CLI command, a test) and passed to front ends;
-never created per request.
+never created per request. ``open_with`` takes the index writer's hooks from its caller:
+what the upper layers do when instances are added is wired by the composition root
+(``rix.serve.open_archive``), never imported from down here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import Engine
 from rix.config import Settings
 from rix.index import database
 from rix.index.group_commit import IndexWriter
+from rix.index.write import Hooks
 from rix.store import ObjectStore
 from rix.store.files import FileStore
 
@@ -29,13 +32,11 @@ class Archive:
         self.engine.dispose()
 
 
-def open_archive(settings: Settings, *, migrate: bool = True) -> Archive:
+def open_with(settings: Settings, hooks: Hooks, *, migrate: bool = True) -> Archive:
     settings.data.mkdir(parents=True, exist_ok=True)
     engine = database.connect(settings.index_url)
     if migrate:
         database.upgrade(engine)
-    from rix.routing import stability  # routing needs the archive: imported once it exists
-
     store = FileStore(settings.objects_dir)
-    writer = IndexWriter(engine, after_add=stability.scheduler(settings.stable_seconds))
+    writer = IndexWriter(engine, hooks)
     return Archive(settings=settings, engine=engine, store=store, writer=writer)

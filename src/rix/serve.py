@@ -1,4 +1,11 @@
-"""``rix serve``: the DICOM and HL7 listeners, the HTTP server and the job workers."""
+"""The composition root: the archive with its hooks, the job registry, and ``rix serve``
+(the DICOM and HL7 listeners, the HTTP server and the job workers).
+
+Lower layers never import upper ones; what they must call above them is wired here: the
+index writer's hooks (the MPI links a new patient record, routing schedules a study's
+stability job), the workflow's order matching run by that job, and the handler of every
+job kind, each defined next to its kind.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +19,21 @@ from typing import Any
 import structlog
 import uvicorn
 
-from rix.archive import Archive, open_archive
+from rix import archive as archives
+from rix.archive import Archive
 from rix.audit.export import AuditExporter
 from rix.config import Settings
 from rix.dicom import scp, tls
 from rix.hl7 import mllp
-from rix.jobs.worker import Workers
+from rix.index.write import Hooks
+from rix.ingest import reconcile
+from rix.jobs import mail, webhook
+from rix.jobs.worker import Handler, Workers
+from rix.region import mpi
 from rix.retrieve.metadata import MetadataBuilder
-from rix.routing.handlers import HANDLERS
+from rix.routing import deliver, prefetch, stability, transfer
 from rix.web.app import create_app
-from rix.workflow import turnaround
+from rix.workflow import orders, oru, reports, turnaround
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +55,36 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def writer_hooks(settings: Settings) -> Hooks:
+    """What runs in the transaction that adds instances, durable with them."""
+    return Hooks(
+        new_record=mpi.on_new_record,
+        added=stability.scheduler(settings.stable_seconds),
+    )
+
+
+def open_archive(settings: Settings, *, migrate: bool = True) -> Archive:
+    """The archive as every command, server and test of the whole system opens it."""
+    return archives.open_with(settings, writer_hooks(settings), migrate=migrate)
+
+
+def job_handlers() -> dict[str, Handler]:
+    """Which function runs each kind of job: the registry, assembled at start."""
+    return {
+        stability.KIND: stability.handler(match_order=orders.match_study),
+        deliver.KIND: deliver.run,
+        transfer.KIND: transfer.run,
+        prefetch.KIND: prefetch.run,
+        webhook.KIND: webhook.run,
+        reconcile.KIND: reconcile.run,
+        reconcile.EXPIRE_KIND: reconcile.expire,
+        mail.KIND: mail.run,
+        turnaround.CHECK_KIND: turnaround.run_check,
+        reports.STORE_KIND: reports.store_sr,
+        oru.KIND: reports.send_oru,
+    }
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; stores in flight finish before the index closes.
 
@@ -59,7 +101,9 @@ def run(settings: Settings) -> None:
         listeners.append(tls.start_tls(archive))
         if settings.hl7_port:
             listeners.append(mllp.start(archive))
-    workers = Workers(archive, HANDLERS, settings.workers).start() if "worker" in roles else None
+    workers = (
+        Workers(archive, job_handlers(), settings.workers).start() if "worker" in roles else None
+    )
     if workers is not None:
         turnaround.schedule_check(archive)  # periodic; one pending whichever node starts
     builder = MetadataBuilder(archive).start()

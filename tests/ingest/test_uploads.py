@@ -14,7 +14,7 @@ import pytest
 from rix import ingest
 from rix.dataset import parsing
 from rix.errors import Conflict, NotFound
-from rix.index import write
+from rix.index import records
 from rix.ingest import media, uploads
 from rix.region.trusts import Trust
 
@@ -100,7 +100,7 @@ def test_zip_members_that_climb_out_are_refused_and_broken_zips_named(tmp_path: 
 
 def test_the_reconciled_record_survives_in_the_file_meta() -> None:
     trust = Trust(pk=1, code="EMH", name="East", issuer="EMH-MRN")
-    chosen = write.Reconciled(
+    chosen = records.Reconciled(
         patient_id="EMH 10/02",
         issuer="EMH-MRN",
         name="Hart^Ada=ハート",

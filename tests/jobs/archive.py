@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rix.archive import Archive, open_archive
+from rix.archive import Archive
 from rix.config import Settings
+from rix.serve import open_archive
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from sqlalchemy import Row, select
 from rix.archive import Archive
 from rix.index.schema import jobs
 from rix.jobs.worker import Workers
-from rix.routing.handlers import HANDLERS
+from rix.serve import job_handlers
 from rix.workflow import oru, reporting_worklist, reports
 from tests.peers.server import free_port
 from tests.routing.index import wait_for
@@ -91,7 +91,7 @@ def test_a_report_reaches_a_receiver_that_was_down_for_a_while_exactly_once(
 ) -> None:
     receiver = Receiver(PORT)  # not listening yet
     final = sign(archive, found.b_knee, "final", "Intact menisci.")
-    workers = Workers(archive, HANDLERS, 1).start()
+    workers = Workers(archive, job_handlers(), 1).start()
     try:
         failed = wait_for(
             "the ORU^R01 to fail", lambda: (j := oru_job(archive)) and j.last_error and j
@@ -115,7 +115,7 @@ def test_an_error_answer_is_retried_until_the_receiver_accepts(
 ) -> None:
     receiver = Receiver(PORT, answers=["AE"]).start()
     prelim = sign(archive, found.b_knee, "preliminary", "Probable tear.")
-    workers = Workers(archive, HANDLERS, 1).start()
+    workers = Workers(archive, job_handlers(), 1).start()
     try:
         done = wait_for(
             "the ORU^R01 accepted", lambda: (j := oru_job(archive)) and j.state == "done" and j

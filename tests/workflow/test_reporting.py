@@ -19,7 +19,7 @@ from rix.errors import AccessDenied, Conflict
 from rix.index import queries
 from rix.index.schema import instances, jobs, series, studies
 from rix.jobs.worker import Workers
-from rix.routing.handlers import HANDLERS
+from rix.serve import job_handlers
 from rix.workflow import reporting_worklist, reports, rota
 from rix.workflow.reporting_worklist import Filters, Status
 from tests.routing.index import wait_for
@@ -282,7 +282,7 @@ def test_a_signed_final_is_stored_in_its_study_as_a_text_sr(
     with archive.engine.connect() as conn:
         kinds = [r.kind for r in conn.execute(select(jobs.c.kind))]
     assert kinds == [reports.STORE_KIND]  # no report_destinations here: no ORU^R01
-    workers = Workers(archive, HANDLERS, 1).start()
+    workers = Workers(archive, job_handlers(), 1).start()
     try:
         wait_for("the SR job", lambda: _sr_study(archive, final.sr_instance_uid or ""))
     finally:
@@ -296,7 +296,7 @@ def test_an_addendum_is_stored_as_an_sr_naming_the_final_it_follows(
     me = principal(archive, "a.rad")
     reporting_worklist.claim(archive, me, found.b_chest)
     final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
-    workers = Workers(archive, HANDLERS, 1).start()
+    workers = Workers(archive, job_handlers(), 1).start()
     try:
         wait_for("the final's SR", lambda: _sr_study(archive, final.sr_instance_uid or ""))
         reporting_worklist.claim(archive, me, found.b_chest)  # signing released the claim

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from rix.archive import Archive
-from rix.index.schema import jobs, turnaround_alerts
+from rix.index.schema import jobs
+from rix.index.workflow_tables import turnaround_alerts
 from rix.jobs.queue import State
 from rix.jobs.worker import Workers
-from rix.routing.handlers import HANDLERS
+from rix.serve import job_handlers
 from rix.workflow import turnaround
 from tests.jobs.webhook import Recorder
 from tests.peers.smtp import SmtpServer, body
@@ -50,7 +51,7 @@ def queued(archive: Archive, kind: str) -> int:
 
 
 def run_jobs_until_idle(archive: Archive) -> None:
-    workers = Workers(archive, HANDLERS, 2).start()
+    workers = Workers(archive, job_handlers(), 2).start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -127,7 +128,7 @@ def test_the_check_is_a_recurring_job(
     turnaround.schedule_check(archive)  # a second node starting: still one pending
     assert queued(archive, turnaround.CHECK_KIND) == 1
     before = time.time()
-    workers = Workers(archive, HANDLERS, 1).start()
+    workers = Workers(archive, job_handlers(), 1).start()
     try:
         deadline = time.monotonic() + 60
         while queued(archive, turnaround.CHECK_KIND) < 2 and time.monotonic() < deadline:

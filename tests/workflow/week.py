@@ -14,20 +14,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from rix.archive import Archive, open_archive
+from rix.archive import Archive
 from rix.config import Settings
 from rix.index.database import begin_write
-from rix.index.schema import (
-    orders,
-    patients,
-    persons,
-    relationships,
-    reports,
-    series,
-    studies,
-    trusts,
-)
+from rix.index.schema import patients, persons, relationships, series, studies, trusts
+from rix.index.workflow_tables import orders, reports
 from rix.region.trusts import add_agreement, add_trust
+from rix.serve import open_archive
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()  # a Friday noon, UTC
 H = 3600.0

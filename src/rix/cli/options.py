@@ -44,7 +44,7 @@ def _settings(cfg: Path | None, **flags: Any) -> Settings:
 
 @contextmanager
 def _archive(cfg: Path | None, data: Path | None, database_url: str | None) -> Iterator[Archive]:
-    from rix.archive import open_archive
+    from rix.serve import open_archive
 
     archive = open_archive(_settings(cfg, data=data, database_url=database_url))
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from rix.index import write
+from rix.index import records, write
 from rix.index.database import begin_write
 
 T = TypeVar("T")
@@ -34,19 +34,16 @@ MAX_BATCH = 512
 @dataclass(frozen=True, slots=True)
 class _Item:
     future: Future[Any]
-    record: write.InstanceRecord | None = None
+    record: records.InstanceRecord | None = None
     operation: Callable[[Connection], Any] | None = None
 
 
-AfterAdd = Callable[[Connection, Iterable[str]], None]
-
-
 class IndexWriter:
-    def __init__(self, engine: Engine, after_add: AfterAdd | None = None) -> None:
-        """``after_add`` runs in each transaction that adds instances, with the UIDs of
-        their studies: durable with them (a study's stability job, ``rix.routing``)."""
+    def __init__(self, engine: Engine, hooks: write.Hooks | None = None) -> None:
+        """``hooks`` run in each transaction that adds instances, durable with them (the
+        MPI linking new records, a study's stability job); the composition root wires them."""
         self.engine = engine
-        self.after_add = after_add
+        self.hooks = hooks or write.Hooks()
         self.cache = write.IndexCache()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="rix-index-writer", daemon=True)
@@ -57,7 +54,7 @@ class IndexWriter:
         # events of reads commit too, and must not look like a store in progress)
         self.last_store = 0.0
 
-    def add_instance(self, record: write.InstanceRecord) -> write.AddResult:
+    def add_instance(self, record: records.InstanceRecord) -> write.AddResult:
         """Index one instance in the next group transaction; return once committed."""
         future: Future[write.AddResult] = Future()
         self._queue.put(_Item(future, record=record))
@@ -109,14 +106,14 @@ class IndexWriter:
                 return
 
     def _commit(self, batch: list[_Item]) -> None:
-        records = [item for item in batch if item.record is not None]
+        stores = [item for item in batch if item.record is not None]
         others = [item for item in batch if item.operation is not None]
         try:
             with begin_write(self.engine) as conn:
                 added = write.add_instances(
-                    conn, [i.record for i in records if i.record], self.cache
+                    conn, [i.record for i in stores if i.record], self.cache, self.hooks
                 )
-                self._after_add(conn, records, added)
+                self._after_add(conn, stores, added)
                 outcomes = [_attempt(conn, i.operation) for i in others if i.operation]
         except Exception as exc:  # nothing of this batch is durable
             self.cache.clear()  # a stale key (or another process's insert) may be the cause
@@ -130,9 +127,9 @@ class IndexWriter:
             return
         self.batches += 1
         self.operations += len(batch)
-        if records:
+        if stores:
             self.last_store = time.monotonic()
-        for item, result in zip(records, added, strict=True):
+        for item, result in zip(stores, added, strict=True):
             item.future.set_result(result)
         for item, (value, error) in zip(others, outcomes, strict=True):
             if error is None:
@@ -141,17 +138,15 @@ class IndexWriter:
                 item.future.set_exception(error)
 
     def _after_add(
-        self, conn: Connection, records: list[_Item], added: list[write.AddResult]
+        self, conn: Connection, stores: list[_Item], added: list[write.AddResult]
     ) -> None:
-        if self.after_add is None:
-            return
         studies = {
             item.record.study["study_uid"]
-            for item, result in zip(records, added, strict=True)
+            for item, result in zip(stores, added, strict=True)
             if item.record is not None and result.outcome is write.AddOutcome.ADDED
         }
         if studies:
-            self.after_add(conn, sorted(studies))
+            self.hooks.added(conn, sorted(studies))
 
 
 def _attempt(

@@ -25,8 +25,8 @@ from sqlalchemy.sql.expression import ColumnClause
 
 from rix.errors import InvalidQuery
 from rix.index.attributes import BY_KEYWORD, LEVEL_ORDER, Attribute, Level
+from rix.index.records import normalise_time
 from rix.index.schema import instances, patients, series, studies
-from rix.index.write import normalise_time
 
 TABLES = {
     Level.PATIENT: patients,

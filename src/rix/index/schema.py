@@ -33,7 +33,8 @@ metadata = MetaData(
 )
 
 
-def _s(name: str, length: int = 64) -> Column[str]:
+def short_text(name: str, length: int = 64) -> Column[str]:
+    """A text column that is never NULL: DICOM leaves attributes empty, SQL matches ""."""
     return Column(name, String(length), nullable=False, server_default="")
 
 
@@ -41,21 +42,21 @@ patients = Table(
     "patients",
     metadata,
     Column("id", Integer, primary_key=True),
-    _s("patient_id"),
-    _s("issuer"),
+    short_text("patient_id"),
+    short_text("issuer"),
     Column("patient_name", Text, nullable=False, server_default=""),
     Column("patient_name_ci", Text, nullable=False, server_default=""),
-    _s("birth_date", 16),
-    _s("birth_time", 16),
-    _s("sex", 16),
+    short_text("birth_date", 16),
+    short_text("birth_time", 16),
+    short_text("sex", 16),
     Column("other_patient_ids", Text, nullable=False, server_default=""),
     Column("num_studies", Integer, nullable=False, server_default="0"),
     Column("num_series", Integer, nullable=False, server_default="0"),
     Column("num_instances", Integer, nullable=False, server_default="0"),
     # the region (rix.region): the issuer names the trust whose record this is
-    _s("nhs_number", 16),  # as found; valid or not (see mpi_reviews)
+    short_text("nhs_number", 16),  # as found; valid or not (see mpi_reviews)
     Column("person_pk", Integer, ForeignKey("persons.id")),
-    _s("link_state", 16),  # '', auto, manual, unlinked (by hand: never re-linked), review
+    short_text("link_state", 16),  # '', auto, manual, unlinked (by hand: never re-linked), review
     UniqueConstraint("issuer", "patient_id", name="uq_patients_issuer_patient_id"),
 )
 Index("ix_patients_name_ci", patients.c.patient_name_ci)
@@ -70,14 +71,14 @@ studies = Table(
     Column("id", Integer, primary_key=True),
     Column("study_uid", String(64), nullable=False, unique=True),
     Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
-    _s("study_date", 16),
-    _s("study_time", 32),
-    _s("accession_number"),
-    _s("study_id"),
+    short_text("study_date", 16),
+    short_text("study_time", 32),
+    short_text("accession_number"),
+    short_text("study_id"),
     Column("study_description", Text, nullable=False, server_default=""),
     Column("referring_physician_name", Text, nullable=False, server_default=""),
     Column("referring_physician_name_ci", Text, nullable=False, server_default=""),
-    _s("patient_age", 8),
+    short_text("patient_age", 8),
     Column("modalities", Text, nullable=False, server_default=""),
     Column("sop_classes", Text, nullable=False, server_default=""),
     Column("num_series", Integer, nullable=False, server_default="0"),
@@ -103,18 +104,18 @@ series = Table(
     Column("id", Integer, primary_key=True),
     Column("series_uid", String(64), nullable=False, unique=True),
     Column("study_pk", Integer, ForeignKey("studies.id"), nullable=False),
-    _s("modality", 16),
+    short_text("modality", 16),
     Column("series_number", Integer),
     Column("series_description", Text, nullable=False, server_default=""),
-    _s("series_date", 16),
-    _s("series_time", 32),
-    _s("body_part", 16),
-    _s("laterality", 16),
+    short_text("series_date", 16),
+    short_text("series_time", 32),
+    short_text("body_part", 16),
+    short_text("laterality", 16),
     Column("protocol_name", Text, nullable=False, server_default=""),
-    _s("station_name"),
+    short_text("station_name"),
     Column("institution_name", Text, nullable=False, server_default=""),
-    _s("pps_start_date", 16),
-    _s("pps_start_time", 32),
+    short_text("pps_start_date", 16),
+    short_text("pps_start_time", 32),
     Column("num_instances", Integer, nullable=False, server_default="0"),
     Column("updated_at", Float, nullable=False),
 )
@@ -129,9 +130,9 @@ instances = Table(
     Column("series_pk", Integer, ForeignKey("series.id"), nullable=False),
     Column("sop_class_uid", String(64), nullable=False),
     Column("instance_number", Integer),
-    _s("content_date", 16),
-    _s("content_time", 32),
-    _s("acquisition_datetime", 32),
+    short_text("content_date", 16),
+    short_text("content_time", 32),
+    short_text("acquisition_datetime", 32),
     Column("number_of_frames", Integer),
     Column("rows", Integer),
     Column("columns", Integer),
@@ -140,7 +141,7 @@ instances = Table(
     Column("sha256", String(64), nullable=False),
     Column("storage_key", Text, nullable=False),
     Column("received_at", Float, nullable=False),
-    _s("calling_ae", 16),
+    short_text("calling_ae", 16),
     # where the Pixel Data element starts in the stored file (None: no pixels, or deflated)
     Column("pixel_data_offset", BigInteger),
 )
@@ -166,7 +167,7 @@ instance_conflicts = Table(
     Column("sha256", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("received_at", Float, nullable=False),
-    _s("calling_ae", 16),
+    short_text("calling_ae", 16),
     Column("policy", String(16), nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
 )
@@ -192,13 +193,13 @@ audit_events = Table(
     Column("outcome", String(16), nullable=False),
     Column("actor", String(128), nullable=False, server_default=""),
     Column("source", String(128), nullable=False, server_default=""),
-    _s("study_uid"),
+    short_text("study_uid"),
     Column("detail", Text, nullable=False, server_default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    _s("trust", 16),  # the actor's trust code
+    short_text("trust", 16),  # the actor's trust code
     Column("patient", Text, nullable=False, server_default=""),  # issuer/patient ID
-    _s("nhs_number", 16),
+    short_text("nhs_number", 16),
 )
 Index("ix_audit_events_at", audit_events.c.at)
 Index("ix_audit_events_study_uid", audit_events.c.study_uid)
@@ -224,7 +225,7 @@ trusts = Table(
     # Issuer of Patient ID of the trust's hospital numbers (PS3.3 C.7.1.1)
     Column("issuer", String(64), nullable=False, unique=True),
     # the AE title of the trust's PACS: where transfers and prefetched priors are sent
-    _s("pacs_ae", 16),
+    short_text("pacs_ae", 16),
 )
 
 sites = Table(
@@ -294,7 +295,7 @@ mpi_reviews = Table(
     Column("id", Integer, primary_key=True),
     Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
     Column("person_pk", Integer, ForeignKey("persons.id")),  # the person it might be
-    _s("nhs_number", 16),
+    short_text("nhs_number", 16),
     Column("kind", String(32), nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
@@ -339,7 +340,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("kind", String(32), nullable=False),  # a handler in rix.routing.handlers
+    Column("kind", String(32), nullable=False),  # a handler in rix.serve.job_handlers
     Column("state", String(16), nullable=False),  # rix.jobs.queue.State
     Column("priority", Integer, nullable=False, server_default="0"),  # higher runs first
     # a pending job with the same key is updated, not added (a study's stability, a
@@ -355,7 +356,7 @@ jobs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("attempts", Integer, nullable=False, server_default="0"),
-    _s("worker", 128),  # host:pid/thread of the worker holding it
+    short_text("worker", 128),  # host:pid/thread of the worker holding it
     Column("lease_until", Float),  # a running job whose lease lapsed is claimed again
     Column("done", Integer, nullable=False, server_default="0"),  # progress: items done
     Column("total", Integer, nullable=False, server_default="0"),
@@ -401,11 +402,11 @@ reconciliations = Table(
     # one outside patient of one browser upload (rix.uploads), and who chose the record
     Column("upload_id", String(64), nullable=False),
     Column("outside_key", String(32), nullable=False),  # write.OutsidePatient.key
-    _s("outside_patient_id"),
-    _s("outside_issuer"),  # as the media had it: often empty
+    short_text("outside_patient_id"),
+    short_text("outside_issuer"),  # as the media had it: often empty
     Column("outside_name", Text, nullable=False, server_default=""),
-    _s("outside_birth_date", 16),
-    _s("outside_sex", 16),
+    short_text("outside_birth_date", 16),
+    short_text("outside_sex", 16),
     # the local record the user chose: the instances are indexed under it
     Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
     Column("trust_pk", Integer, ForeignKey("trusts.id")),
@@ -440,193 +441,3 @@ oidc_sign_ins = Table(
     Column("started_at", Float, nullable=False),
 )
 Index("ix_oidc_sign_ins_started_at", oidc_sign_ins.c.started_at)
-
-# --- radiology workflow: orders, worklist, MPPS, reports (rix.workflow) ---
-
-orders = Table(
-    "orders",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    # an imaging order at a trust (HL7 ORM^O01/OMI^O23 or the REST API), for a local record
-    Column("trust_pk", Integer, ForeignKey("trusts.id"), nullable=False),
-    Column("patient_pk", Integer, ForeignKey("patients.id"), nullable=False),
-    _s("placer_number"),  # ORC-2: the ordering system's number
-    _s("filler_number"),  # ORC-3: the radiology system's number
-    _s("accession_number"),  # what the modality writes in the images (worklist match)
-    _s("requested_procedure_id", 16),
-    _s("status", 16),  # scheduled, in-progress, completed, cancelled, discontinued
-    _s("priority", 16),  # emergency, inpatient, outpatient: what turnaround targets key on
-    _s("modality", 16),
-    _s("body_part", 64),
-    _s("procedure_code"),
-    Column("procedure_text", Text, nullable=False, server_default=""),
-    _s("subspecialty", 32),  # neuro, msk, chest, ...: the reporting worklist's filter
-    _s("site_code", 16),  # the performing site
-    _s("station_ae", 16),  # scheduled station AE title (worklist C-FIND key)
-    Column("ordering_provider", Text, nullable=False, server_default=""),
-    Column("reason", Text, nullable=False, server_default=""),
-    Column("ordered_at", Float),
-    Column("scheduled_at", Float),
-    Column("study_uid", String(64)),  # the study matched to the order, once it arrives
-    # the Study Instance UID the worklist gives the modality, made with the order
-    _s("requested_study_uid"),
-    _s("source", 8),  # hl7 or api
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-Index("ix_orders_trust_pk_accession", orders.c.trust_pk, orders.c.accession_number)
-Index("ix_orders_trust_pk_placer", orders.c.trust_pk, orders.c.placer_number)
-Index("ix_orders_patient_pk", orders.c.patient_pk)
-Index("ix_orders_study_uid", orders.c.study_uid)
-Index("ix_orders_requested_study_uid", orders.c.requested_study_uid)
-Index("ix_orders_status_scheduled_at", orders.c.status, orders.c.scheduled_at)
-
-performed_steps = Table(
-    "performed_steps",
-    metadata,
-    # Modality Performed Procedure Steps (N-CREATE, then N-SET until completed)
-    Column("id", Integer, primary_key=True),
-    Column("sop_instance_uid", String(64), nullable=False, unique=True),
-    Column("order_pk", Integer, ForeignKey("orders.id")),
-    Column("trust_pk", Integer, ForeignKey("trusts.id")),
-    _s("status", 16),  # IN PROGRESS, COMPLETED, DISCONTINUED
-    _s("calling_ae", 16),
-    _s("study_uid"),
-    _s("accession_number"),
-    _s("modality", 16),
-    Column("started_at", Float),
-    Column("ended_at", Float),
-    Column("attributes", Text, nullable=False, server_default="{}"),  # DICOM JSON
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-Index("ix_performed_steps_order_pk", performed_steps.c.order_pk)
-
-reports = Table(
-    "reports",
-    metadata,
-    # one version of a study's report: an addendum or correction is a new row naming its
-    # parent, so nothing signed is ever edited
-    Column("id", Integer, primary_key=True),
-    Column("study_uid", String(64), nullable=False),
-    Column("order_pk", Integer, ForeignKey("orders.id")),
-    Column("trust_pk", Integer, ForeignKey("trusts.id")),  # the study's trust
-    _s("status", 16),  # draft, preliminary, final, addendum, corrected
-    Column("author_pk", Integer, ForeignKey("users.id")),
-    _s("template"),
-    Column("text", Text, nullable=False, server_default=""),
-    Column("parent_pk", Integer, ForeignKey("reports.id")),
-    Column("sr_instance_uid", String(64)),  # the stored DICOM SR / encapsulated PDF
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("signed_at", Float),  # preliminary or final: when it became visible
-)
-Index("ix_reports_study_uid", reports.c.study_uid)
-
-report_claims = Table(
-    "report_claims",
-    metadata,
-    # a radiologist's lock on a study to report: the primary key makes claiming atomic
-    Column("study_uid", String(64), primary_key=True),
-    Column("user_pk", Integer, ForeignKey("users.id"), nullable=False),
-    Column("claimed_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-)
-
-report_templates = Table(
-    "report_templates",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(128), nullable=False, unique=True),
-    _s("modality", 16),
-    _s("body_part", 64),
-    Column("text", Text, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-rota_shifts = Table(
-    "rota_shifts",
-    metadata,
-    # who reports what when: the on-call rota view
-    Column("id", Integer, primary_key=True),
-    Column("user_pk", Integer, ForeignKey("users.id"), nullable=False),
-    Column("trust_pk", Integer, ForeignKey("trusts.id")),  # None: reports for the region
-    _s("subspecialty", 32),
-    Column("starts_at", Float, nullable=False),
-    Column("ends_at", Float, nullable=False),
-)
-Index("ix_rota_shifts_starts_at", rota_shifts.c.starts_at)
-
-turnaround_alerts = Table(
-    "turnaround_alerts",
-    metadata,
-    # an alert raised once: the unique key ("breach:<study>", "backlog:<trust>:<day>") is
-    # what makes a breach alert fire exactly once, whichever node sees it first
-    Column("id", Integer, primary_key=True),
-    Column("key", String(255), nullable=False, unique=True),
-    _s("kind", 16),  # breach or backlog
-    Column("trust_pk", Integer, ForeignKey("trusts.id")),
-    Column("study_uid", String(64)),
-    Column("detail", Text, nullable=False, server_default="{}"),  # JSON, no patient data
-    Column("raised_at", Float, nullable=False),
-)
-
-# --- second opinions: share links for a consultant outside the region (rix.sharing) ---
-
-shares = Table(
-    "shares",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    # SHA-256 of the link's 256-bit token: the table alone opens nothing
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("owner_pk", Integer, ForeignKey("users.id"), nullable=False),
-    Column("trust_pk", Integer, ForeignKey("trusts.id"), nullable=False),
-    Column("person_pk", Integer, ForeignKey("persons.id")),
-    Column("recipient_name", Text, nullable=False),
-    Column("recipient_email", Text, nullable=False),
-    Column("purpose", Text, nullable=False, server_default=""),
-    Column("may_download", Boolean, nullable=False, server_default="0"),
-    Column("pin_hash", Text, nullable=False, server_default=""),  # argon2id; '' = no PIN
-    Column("pin_failures", Integer, nullable=False, server_default="0"),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("locked_at", Float),  # too many wrong PINs
-    Column("revoked_at", Float),
-    _s("revoked_by", 128),
-)
-Index("ix_shares_owner_pk", shares.c.owner_pk)
-
-share_studies = Table(
-    "share_studies",
-    metadata,
-    Column("share_pk", Integer, ForeignKey("shares.id"), primary_key=True),
-    Column("study_uid", String(64), primary_key=True),
-)
-
-share_sessions = Table(
-    "share_sessions",
-    metadata,
-    # a browser that opened a link: SHA-256 of its cookie's secret; verified once the PIN
-    # (when the share has one) was given
-    Column("secret_hash", String(64), primary_key=True),
-    Column("share_pk", Integer, ForeignKey("shares.id"), nullable=False),
-    Column("verified", Boolean, nullable=False, server_default="0"),
-    _s("source", 64),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-)
-Index("ix_share_sessions_share_pk", share_sessions.c.share_pk)
-
-share_opinions = Table(
-    "share_opinions",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("share_pk", Integer, ForeignKey("shares.id"), nullable=False),
-    Column("study_uid", String(64), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("key_images", Text, nullable=False, server_default="[]"),  # JSON SOP UIDs
-    Column("sr_instance_uid", String(64)),
-    Column("created_at", Float, nullable=False),
-    Column("seen_at", Float),  # when the owner first read it
-)
-Index("ix_share_opinions_share_pk", share_opinions.c.share_pk)

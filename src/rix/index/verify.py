@@ -12,9 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
-from rix.archive import Archive
 from rix.dataset import parsing
 from rix.errors import RixError
 from rix.index.schema import instance_conflicts, instances
@@ -45,8 +44,10 @@ def dataset_sha256(store: ObjectStore, key: str) -> str:
     return hashlib.sha256(memoryview(data)[split.dataset_offset :]).hexdigest()
 
 
-def verify(archive: Archive, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    with archive.engine.connect() as conn:
+def verify(
+    engine: Engine, store: ObjectStore, progress: Callable[[int], None] | None = None
+) -> VerifyReport:
+    with engine.connect() as conn:
         rows = [
             tuple(r)
             for r in conn.execute(
@@ -59,7 +60,7 @@ def verify(archive: Archive, progress: Callable[[int], None] | None = None) -> V
     def check(row: tuple[str, str, str]) -> tuple[str, str]:
         _sop_uid, key, expected = row
         try:
-            return ("ok" if dataset_sha256(archive.store, key) == expected else "mismatch"), ""
+            return ("ok" if dataset_sha256(store, key) == expected else "mismatch"), ""
         except ObjectMissing:
             return "missing", ""
         except (RixError, OSError, ValueError) as exc:
@@ -77,5 +78,5 @@ def verify(archive: Archive, progress: Callable[[int], None] | None = None) -> V
             if progress is not None:
                 progress(1)
     known = {key for _sop, key, _sha in rows} | conflict_keys
-    report.unindexed = [key for key in archive.store.all_keys() if key not in known]
+    report.unindexed = [key for key in store.all_keys() if key not in known]
     return report

@@ -20,11 +20,11 @@ from sqlalchemy import delete, select, update
 from rix.archive import Archive
 from rix.dataset import parsing
 from rix.errors import RixError
-from rix.index import write
+from rix.index import records, write
 from rix.index.database import begin_write
 from rix.index.schema import instances, patients, series, studies
 from rix.ingest import owner_code, reconciled_in
-from rix.region import aes, trusts
+from rix.region import aes, mpi, trusts
 from rix.region.trusts import Trust
 
 CONFLICTS = "conflicts/"
@@ -55,7 +55,7 @@ def snapshot(archive: Archive) -> dict[str, tuple[str, str]]:
 
 def read_record(
     archive: Archive, key: str, owners: dict[str, Trust] | None = None
-) -> write.InstanceRecord:
+) -> records.InstanceRecord:
     """The index record of a stored object; ``owners`` maps trust codes and AE titles to
     trusts, so ownership comes back from the file's meta (``ingest.owner_information``)
     or, for files stored before it was recorded, from the AE that sent it; outside
@@ -70,7 +70,7 @@ def read_record(
     trust = owners.get("trust:" + code) if code else owners.get("ae:" + calling_ae.strip())
     dataset = data[split.dataset_offset :]
     header = parsing.read_header(dataset, split.transfer_syntax)
-    return write.InstanceRecord.from_header(
+    return records.InstanceRecord.from_header(
         header.dataset,
         transfer_syntax=header.transfer_syntax,
         size=len(data),
@@ -112,7 +112,7 @@ def reindex(archive: Archive, progress: Callable[[int], None] | None = None) -> 
             conn.execute(delete(table))
         conn.execute(update(patients).values(num_studies=0, num_series=0, num_instances=0))
     after: dict[str, tuple[str, str]] = {}
-    batch: list[tuple[str, write.InstanceRecord]] = []
+    batch: list[tuple[str, records.InstanceRecord]] = []
     for key in archive.store.all_keys():
         if progress is not None:
             progress(1)
@@ -137,10 +137,13 @@ def reindex(archive: Archive, progress: Callable[[int], None] | None = None) -> 
     return report
 
 
-def _apply(archive: Archive, batch: list[tuple[str, write.InstanceRecord]]) -> None:
+def _apply(archive: Archive, batch: list[tuple[str, records.InstanceRecord]]) -> None:
     with begin_write(archive.engine) as conn:
         write.add_instances(
-            conn, [r for k, r in batch if not k.startswith(CONFLICTS)], write.IndexCache()
+            conn,
+            [r for k, r in batch if not k.startswith(CONFLICTS)],
+            write.IndexCache(),
+            write.Hooks(new_record=mpi.on_new_record),  # no stability jobs: nothing is new
         )
         for key, record in batch:
             if key.startswith(CONFLICTS):

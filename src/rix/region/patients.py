@@ -23,10 +23,10 @@ from sqlalchemy import Connection, Integer, insert, literal, select, update
 
 from rix.dataset import nhs
 from rix.errors import Conflict, NotFound
+from rix.index.records import name_key
 from rix.index.schema import (
     break_glass,
     instances,
-    orders,
     patients,
     reconciled_instances,
     reconciliations,
@@ -34,7 +34,8 @@ from rix.index.schema import (
     series,
     studies,
 )
-from rix.index.write import add_other_id, name_key
+from rix.index.workflow_tables import orders
+from rix.index.write import add_other_id
 from rix.region import mpi
 
 

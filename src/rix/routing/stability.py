@@ -3,7 +3,8 @@ and only then do routing rules see it (a half-arrived study is never forwarded).
 
 Every commit that adds instances moves its studies' pending ``stable`` job later (one
 keyed job per study), so the job runs once the study has been quiet that long. It also
-matches the study to its order (``rix.workflow.orders.match_study``): once per study.
+matches the study to its order, once per study: the workflow's matching, which sits above
+routing, is handed in by the composition root (``handler(match_order=...)``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from rix.index.database import begin_write
 from rix.index.schema import instances, series, studies, trusts
 from rix.jobs import queue
 from rix.jobs.queue import Priority
-from rix.jobs.worker import Context
+from rix.jobs.worker import Context, Handler
 from rix.routing import deliver, rules
-from rix.workflow import orders
 
 KIND = "stable"
 log = structlog.get_logger(__name__)
@@ -84,10 +84,22 @@ def facts(conn: Connection, study_uid: str) -> rules.Facts | None:
     )
 
 
-def run(ctx: Context) -> None:
+MatchOrder = Callable[[Connection, str], object]  # what it returns is not routing's
+
+
+def handler(match_order: MatchOrder) -> Handler:
+    """The ``stable`` job: match the study to its order, then apply the routing rules."""
+
+    def run(ctx: Context) -> None:
+        _run(ctx, match_order)
+
+    return run
+
+
+def _run(ctx: Context, match_order: MatchOrder) -> None:
     study_uid = str(ctx.job.payload["study_uid"])
     with begin_write(ctx.archive.engine) as conn:
-        orders.match_study(conn, study_uid)  # once per study, never per instance
+        match_order(conn, study_uid)  # once per study, never per instance
     with ctx.archive.engine.connect() as conn:
         found = facts(conn, study_uid)
         if found is None:

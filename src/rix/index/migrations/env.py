@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from rix.index import workflow_tables  # noqa: F401 (registers its tables on the metadata)
 from rix.index.schema import metadata
 
 connection = context.config.attributes.get("connection")
