@@ -1,4 +1,9 @@
-"""Where bytes live: one small protocol with files, S3 and in-memory implementations.
+"""Where bytes live: one small protocol, with two implementations.
+
+``files.FileStore`` keeps objects as files under the data folder; it is the store
+``rix serve`` and the command line use. ``memory.MemoryStore`` is its in-memory twin for
+unit tests. No object-storage (S3) implementation exists: one would implement the same
+protocol. Callers reach bytes only through it, never by asking which store they hold.
 
 The object store is the truth and the index is derived (DESIGN.md); every object is a
 complete DICOM file, so ``rix reindex`` can rebuild the index from the store alone.
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from rix.errors import RixError
@@ -43,3 +49,12 @@ class ObjectStore(Protocol):
 
     def all_keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix``; used by reindex and verify, never by a request."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object as a file on this machine, for senders that hand a path to the
+        network and so send the bytes as stored without reading them first (C-MOVE,
+        C-GET, C-STORE); None where objects are not local files."""
+
+    def free_bytes(self) -> int | None:
+        """Room left for new objects, for the status page; None where there is no limit
+        to report."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,8 +27,11 @@ class FileStore:
         self._known_dirs: set[Path] = set()
         self._lock = threading.Lock()
 
-    def path(self, key: str) -> Path:
+    def local_path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
 
     def _ensure_dir(self, folder: Path) -> None:
         if folder in self._known_dirs:
@@ -45,7 +49,7 @@ class FileStore:
             self._known_dirs.add(folder)
 
     def put(self, key: str, data: bytes) -> None:
-        final = self.path(key)
+        final = self.local_path(key)
         self._ensure_dir(final.parent)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -67,7 +71,7 @@ class FileStore:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            return self.path(key).open("rb")
+            return self.local_path(key).open("rb")
         except FileNotFoundError:
             raise ObjectMissing(f"object {key} is missing from the store") from None
 
@@ -77,7 +81,7 @@ class FileStore:
             return f.read(length)
 
     def delete(self, key: str) -> None:
-        path = self.path(key)
+        path = self.local_path(key)
         path.unlink(missing_ok=True)
         _fsync_dir(path.parent)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from rix.store import ObjectExists, ObjectMissing, check_key
@@ -38,3 +39,9 @@ class MemoryStore:
 
     def all_keys(self, prefix: str = "") -> Iterator[str]:
         yield from sorted(k for k in list(self._objects) if k.startswith(prefix))
+
+    def local_path(self, key: str) -> Path | None:
+        return None  # no files: senders decode and encode a copy instead
+
+    def free_bytes(self) -> int | None:
+        return None

@@ -11,7 +11,6 @@ reading them is itself an audited query.
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Annotated, Any
 
@@ -24,7 +23,6 @@ from rix.auth.users import Role
 from rix.index import statistics
 from rix.jobs import queue
 from rix.jobs.queue import State
-from rix.store.files import FileStore
 from rix.web.dicomweb.errors import archive_of
 from rix.web.portal import charts, pages
 
@@ -70,13 +68,6 @@ def bars(hours: list[statistics.HourCount]) -> list[charts.Bar]:
     )
 
 
-def _free_space(request: Request) -> int | None:
-    store = archive_of(request).store
-    if not isinstance(store, FileStore):
-        return None
-    return shutil.disk_usage(store.root).free
-
-
 # what an administrator follows up (rix.audit.Outcome)
 PROBLEM_OUTCOMES = (audit.Outcome.REFUSED.value, audit.Outcome.FAILURE.value)
 
@@ -113,7 +104,7 @@ def status_page(request: Request, me: User) -> Response:
         "status.html",
         {
             "held": held,
-            "free": _free_space(request),
+            "free": archive.store.free_bytes(),
             "bars": bars(hours),
             "arrivals": sum(h.instances for h in hours),
             "chart_width": len(hours) * BAR_WIDTH,
