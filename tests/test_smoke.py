@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from rix.access import Principal, TurnaroundView
+from rix.access import EVERYTHING, Principal
+from rix.access.radiology import TurnaroundView
 from rix.auth.users import get_user
 from rix.cli import demo
 from rix.config import Settings
@@ -48,7 +49,7 @@ def test_demo_has_orders_a_shared_worklist_and_breaches(
         assert {i.trust for i in items} == {"EMH", "NGH"}
         assert any(i.overdue and i.priority == "emergency" for i in items)
         with archive.engine.connect() as conn:
-            everything = TurnaroundView(scope=None, identifiers=True)
+            everything = TurnaroundView(scope=EVERYTHING, identifiers=True)
             found = turnaround.cases(conn, settings, everything, since=0.0)
         now = time.time()
         late = {c.trust for c in found if c.reported is None and c.late_by(now) > 0}

@@ -13,7 +13,7 @@ from rix.index.database import begin_write
 from rix.index.schema import jobs
 from rix.jobs import queue
 from rix.jobs.queue import State
-from rix.workflow import turnaround
+from rix.workflow import turnaround_alerts
 from tests.jobs.archive import opened
 from tests.jobs.webhook import Recorder
 from tests.jobs.worker_process import worker_processes
@@ -29,7 +29,7 @@ def wait_until_settled(archive: Archive, timeout: float) -> dict[str, int]:
         with archive.engine.connect() as conn:
             rows = conn.execute(
                 select(jobs.c.state, func.count())
-                .where(jobs.c.kind != turnaround.CHECK_KIND)
+                .where(jobs.c.kind != turnaround_alerts.CHECK_KIND)
                 .group_by(jobs.c.state)
             ).all()
         counts = {state: n for state, n in rows}

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Row, create_engine, text
 
 from rix.config import normalise_database_url
-from rix.workflow import turnaround
+from rix.workflow import turnaround_alerts
 from tests.peers.server import RixServer
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ def jobs(server: RixServer, kind: str = "") -> list[Row[Any]]:
     where = "kind = :kind" if kind else "kind != :kind"
     query = f"SELECT * FROM jobs WHERE {where} ORDER BY id"
     with connected(server) as conn:
-        return list(conn.execute(text(query), {"kind": kind or turnaround.CHECK_KIND}))
+        return list(conn.execute(text(query), {"kind": kind or turnaround_alerts.CHECK_KIND}))
 
 
 def delivered(server: RixServer, destination: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 
-from rix.workflow import turnaround
+from rix.workflow import turnaround_alerts
 from tests.conftest import new_server
 from tests.peers import dcmtk
 from tests.peers.dcmtk import StoreSCP
@@ -80,6 +80,6 @@ def test_a_study_for_a_destination_that_was_down_arrives_once_after_rix_was_kill
     listed = server.rix("jobs", "list").stdout.strip().splitlines()
     summary = {state: int(n) for n, state in (p.split(" ", 1) for p in listed[-1].split(", "))}
     # nothing running or dead; pending only the worker's own recurring turnaround check
-    recurring = index.jobs(server, turnaround.CHECK_KIND)
+    recurring = index.jobs(server, turnaround_alerts.CHECK_KIND)
     assert summary.pop("pending", 0) == sum(r.state == "pending" for r in recurring) == 1
     assert summary == {"done": len(jobs) + sum(r.state == "done" for r in recurring)}

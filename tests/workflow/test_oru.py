@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import Row, select
 
 from rix.archive import Archive
+from rix.config import parse_report_destinations
 from rix.index.schema import jobs
 from rix.jobs.worker import Workers
 from rix.serve import job_handlers
-from rix.workflow import oru, reporting_worklist, reports
+from rix.workflow import oru, report_claims, report_versions, reports
 from tests.peers.server import free_port
 from tests.routing.index import wait_for
 from tests.workflow import reporting_region
@@ -29,7 +30,7 @@ PORT = free_port()
 def region(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Archive, Studies]]:
-    destinations = f"B=127.0.0.1:{PORT}"
+    destinations = parse_report_destinations(f"B=127.0.0.1:{PORT}")
     folder = tmp_path_factory.mktemp("oru")
     with reporting_region.region(backend, folder, report_destinations=destinations) as found:
         yield found
@@ -46,9 +47,9 @@ def found(region: tuple[Archive, Studies]) -> Studies:
     return region[1]
 
 
-def sign(archive: Archive, study_uid: str, action: str, text: str) -> reports.Report:
+def sign(archive: Archive, study_uid: str, action: str, text: str) -> report_versions.Report:
     me = principal(archive, "a.rad")
-    reporting_worklist.claim(archive, me, study_uid)
+    report_claims.claim(archive, me, study_uid)
     return reports.save(archive, me, study_uid, action=action, text=text)
 
 
@@ -130,9 +131,9 @@ def test_an_error_answer_is_retried_until_the_receiver_accepts(
 
 
 def test_destinations_are_trust_host_and_port() -> None:
-    found = oru.destinations(" ngh=ris.ngh.example:2575, EMH=[::1]:6661 ")
+    found = parse_report_destinations(" ngh=ris.ngh.example:2575, EMH=[::1]:6661 ")
     assert found["NGH"].address == "ris.ngh.example:2575"
     assert found["EMH"].address == "[::1]:6661"
     for bad in ("NGH", "NGH=host", "NGH=host:0", "=host:1"):
         with pytest.raises(ValueError, match="TRUST=host:port"):
-            oru.destinations(bad)
+            parse_report_destinations(bad)

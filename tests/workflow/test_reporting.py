@@ -20,8 +20,16 @@ from rix.index import queries
 from rix.index.schema import instances, jobs, series, studies
 from rix.jobs.worker import Workers
 from rix.serve import job_handlers
-from rix.workflow import reporting_worklist, reports, rota
-from rix.workflow.reporting_worklist import Filters, Status
+from rix.workflow import (
+    report_claims,
+    report_delivery,
+    report_templates,
+    report_versions,
+    reporting_worklist,
+    reports,
+    rota,
+)
+from rix.workflow.reporting_worklist import Filters, WorklistStatus
 from tests.routing.index import wait_for
 from tests.workflow import reporting_region
 from tests.workflow.reporting_region import (
@@ -140,10 +148,10 @@ def test_the_worklist_is_for_radiologists(archive: Archive) -> None:
 def test_two_radiologists_claiming_at_once_one_wins(archive: Archive, found: Studies) -> None:
     one, two = principal(archive, "a.rad"), principal(archive, "a.rad2")
     results = Race().run(
-        lambda: reporting_worklist.claim(archive, one, found.a_head),
-        lambda: reporting_worklist.claim(archive, two, found.a_head),
+        lambda: report_claims.claim(archive, one, found.a_head),
+        lambda: report_claims.claim(archive, two, found.a_head),
     )
-    won = [r for r in results if isinstance(r, reporting_worklist.Claim)]
+    won = [r for r in results if isinstance(r, report_claims.Claim)]
     lost = [r for r in results if isinstance(r, Conflict)]
     assert (len(won), len(lost)) == (1, 1), results
     assert won[0].username in lost[0].reason
@@ -152,50 +160,50 @@ def test_two_radiologists_claiming_at_once_one_wins(archive: Archive, found: Stu
         for i in reporting_worklist.worklist(archive, one, Filters())
         if i.study_uid == found.a_head
     ]
-    assert (item.status, item.claimed_by) == (Status.CLAIMED, won[0].username)
+    assert (item.status, item.claimed_by) == (WorklistStatus.CLAIMED, won[0].username)
 
 
 def test_a_claim_held_by_another_is_refused_naming_the_holder(
     archive: Archive, found: Studies
 ) -> None:
-    reporting_worklist.claim(archive, principal(archive, "a.rad"), found.a_head)
+    report_claims.claim(archive, principal(archive, "a.rad"), found.a_head)
     with pytest.raises(Conflict, match=r"being reported by a\.rad "):
-        reporting_worklist.claim(archive, principal(archive, "b.rad"), found.a_head)
+        report_claims.claim(archive, principal(archive, "b.rad"), found.a_head)
     with pytest.raises(Conflict, match=r"being reported by a\.rad "):
-        reporting_worklist.release(archive, principal(archive, "a.rad2"), found.a_head)
+        report_claims.release(archive, principal(archive, "a.rad2"), found.a_head)
 
 
 def test_released_and_expired_claims_go_back_to_the_worklist(
     archive: Archive, found: Studies
 ) -> None:
     me, other = principal(archive, "a.rad"), principal(archive, "a.rad2")
-    reporting_worklist.claim(archive, me, found.a_head)
-    assert reporting_worklist.release(archive, me, found.a_head)
-    assert not reporting_worklist.release(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
+    assert report_claims.release(archive, me, found.a_head)
+    assert not report_claims.release(archive, me, found.a_head)
     assert found.a_head in listed(archive, statuses=["unreported"])
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     expire_claims(archive)
     assert found.a_head in listed(archive, statuses=["unreported"])
-    assert reporting_worklist.claim(archive, other, found.a_head).username == "a.rad2"
+    assert report_claims.claim(archive, other, found.a_head).username == "a.rad2"
 
 
 def test_a_claim_opens_a_partners_images_and_a_report_keeps_them_open(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting_worklist.claim(archive, me, found.b_knee)
+    report_claims.claim(archive, me, found.b_knee)
     assert sees_images(archive, "a.rad", found.b_knee)
     assert not sees_images(archive, "a.rad2", found.b_knee)
-    reporting_worklist.release(archive, me, found.b_knee)
+    report_claims.release(archive, me, found.b_knee)
     assert not sees_images(archive, "a.rad", found.b_knee)
-    reporting_worklist.claim(archive, me, found.b_knee)
+    report_claims.claim(archive, me, found.b_knee)
     reports.save(archive, me, found.b_knee, action="final", text="Normal knee.")
     assert sees_images(archive, "a.rad", found.b_knee)  # the claim went with the signature
 
 
 def test_a_radiologist_of_another_region_cannot_claim(archive: Archive, found: Studies) -> None:
     with pytest.raises(AccessDenied):
-        reporting_worklist.claim(archive, principal(archive, "c.rad"), found.a_head)
+        report_claims.claim(archive, principal(archive, "c.rad"), found.a_head)
 
 
 # --- report versions ---
@@ -203,7 +211,7 @@ def test_a_radiologist_of_another_region_cannot_claim(archive: Archive, found: S
 
 def signed_texts(archive: Archive, study_uid: str) -> list[tuple[str, str]]:
     with archive.engine.connect() as conn:
-        return [(r.status.value, r.text) for r in reports.signed_versions(conn, study_uid)]
+        return [(r.status.value, r.text) for r in report_versions.signed_versions(conn, study_uid)]
 
 
 def test_a_report_goes_draft_preliminary_final_then_only_addenda_and_corrections(
@@ -212,25 +220,25 @@ def test_a_report_goes_draft_preliminary_final_then_only_addenda_and_corrections
     me = principal(archive, "a.rad")
     with pytest.raises(Conflict, match="claim the study"):
         reports.save(archive, me, found.a_head, action="draft", text="x")
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="draft", text="Brain: ")
     draft = reports.save(archive, me, found.a_head, action="draft", text="Brain: normal")
     prelim = reports.save(archive, me, found.a_head, action="preliminary", text="Brain: normal.")
     assert prelim.pk == draft.pk and prelim.signed
     assert found.a_head in listed(archive, statuses=["preliminary"])
 
-    reporting_worklist.claim(archive, me, found.a_head)  # signing gave the claim back
+    report_claims.claim(archive, me, found.a_head)  # signing gave the claim back
     final = reports.save(archive, me, found.a_head, action="final", text="No haemorrhage.")
     assert (final.status, final.parent_pk) == ("final", prelim.pk)
     assert found.a_head not in listed(archive)
 
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     with pytest.raises(Conflict, match="add an addendum"):
         reports.save(archive, me, found.a_head, action="final", text="Again.")
     with pytest.raises(Conflict, match="add an addendum"):
         reports.save(archive, me, found.a_head, action="preliminary", text="Again.")
     added = reports.save(archive, me, found.a_head, action="addendum", text="Old infarct.")
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="corrected", text="Old left infarct.")
 
     assert signed_texts(archive, found.a_head) == [
@@ -240,15 +248,17 @@ def test_a_report_goes_draft_preliminary_final_then_only_addenda_and_corrections
         ("corrected", "Old left infarct."),
     ]
     with archive.engine.connect() as conn:
-        chain = reports.versions(conn, found.a_head)
-    assert reports.current_text(chain, added).startswith("No haemorrhage.\n\nADDENDUM (A.RAD")
+        chain = report_versions.versions(conn, found.a_head)
+    assert report_versions.current_text(chain, added).startswith(
+        "No haemorrhage.\n\nADDENDUM (A.RAD"
+    )
 
 
 def test_an_addendum_needs_a_final_and_a_signature_needs_text(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     with pytest.raises(Conflict, match="follows a signed final"):
         reports.save(archive, me, found.a_head, action="addendum", text="More.")
     with pytest.raises(Conflict, match="needs text"):
@@ -259,10 +269,10 @@ def test_an_addendum_needs_a_final_and_a_signature_needs_text(
 
 def test_another_radiologists_draft_is_not_theirs_to_sign(archive: Archive, found: Studies) -> None:
     me, other = principal(archive, "a.rad"), principal(archive, "a.rad2")
-    reporting_worklist.claim(archive, me, found.a_head)
+    report_claims.claim(archive, me, found.a_head)
     reports.save(archive, me, found.a_head, action="draft", text="Mine, half done")
-    reporting_worklist.release(archive, me, found.a_head)
-    reporting_worklist.claim(archive, other, found.a_head)
+    report_claims.release(archive, me, found.a_head)
+    report_claims.claim(archive, other, found.a_head)
     assert [r.text for r in reports.read(archive, other, found.a_head)] == []
     signed = reports.save(archive, other, found.a_head, action="final", text="Theirs.")
     assert [r.text for r in reports.read(archive, me, found.a_head)] == [
@@ -276,12 +286,12 @@ def test_a_signed_final_is_stored_in_its_study_as_a_text_sr(
     archive: Archive, found: Studies
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting_worklist.claim(archive, me, found.b_chest)
+    report_claims.claim(archive, me, found.b_chest)
     final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
     assert final.sr_instance_uid
     with archive.engine.connect() as conn:
         kinds = [r.kind for r in conn.execute(select(jobs.c.kind))]
-    assert kinds == [reports.STORE_KIND]  # no report_destinations here: no ORU^R01
+    assert kinds == [report_delivery.STORE_KIND]  # no report_destinations here: no ORU^R01
     workers = Workers(archive, job_handlers(), 1).start()
     try:
         wait_for("the SR job", lambda: _sr_study(archive, final.sr_instance_uid or ""))
@@ -294,12 +304,12 @@ def test_an_addendum_is_stored_as_an_sr_naming_the_final_it_follows(
     archive: Archive, found: Studies, tmp_path: Path
 ) -> None:
     me = principal(archive, "a.rad")
-    reporting_worklist.claim(archive, me, found.b_chest)
+    report_claims.claim(archive, me, found.b_chest)
     final = reports.save(archive, me, found.b_chest, action="final", text="Clear lungs.")
     workers = Workers(archive, job_handlers(), 1).start()
     try:
         wait_for("the final's SR", lambda: _sr_study(archive, final.sr_instance_uid or ""))
-        reporting_worklist.claim(archive, me, found.b_chest)  # signing released the claim
+        report_claims.claim(archive, me, found.b_chest)  # signing released the claim
         added = reports.save(archive, me, found.b_chest, action="addendum", text="Rib fracture.")
         wait_for("the addendum's SR", lambda: _sr_study(archive, added.sr_instance_uid or ""))
     finally:
@@ -340,9 +350,9 @@ def _sr_study(archive: Archive, sop_uid: str) -> str | None:
 
 
 def test_templates_are_seeded_and_the_study_picks_its_own(archive: Archive) -> None:
-    found = reports.templates(archive)
+    found = report_templates.templates(archive)
     assert {"CT head", "CT chest", "MR knee", "CR chest", "General"} <= {t.name for t in found}
-    pick = reports.template_for
+    pick = report_templates.template_for
     assert pick(found, modalities=["CT"], body_part="head").name == "CT head"  # type: ignore[union-attr]
     assert pick(found, modalities=["MR"], body_part="KNEE").name == "MR knee"  # type: ignore[union-attr]
     assert pick(found, modalities=["NM"], body_part="").name == "General"  # type: ignore[union-attr]

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from rix.access import SYSTEM, Principal, PrincipalKind, require_turnaround
+from rix.access import SYSTEM, Principal, PrincipalKind
+from rix.access.radiology import require_turnaround
 from rix.archive import Archive
 from rix.auth.users import Role
 from rix.config import Settings, SettingsError, load
 from rix.errors import AccessDenied
 from rix.region.trusts import get_trust
-from rix.workflow import turnaround
-from rix.workflow.turnaround import Summary
+from rix.workflow import turnaround, turnaround_dashboard
+from rix.workflow.turnaround_dashboard import Summary
 from tests.peers import postgres
 from tests.workflow.week import NOW, D, H, Week, load_week, opened
 
@@ -41,7 +42,7 @@ def user(archive: Archive, trust: str | None, *roles: Role) -> Principal:
 
 def summary(archive: Archive, principal: Principal = SYSTEM, **filters: object) -> Summary:
     with archive.engine.connect() as conn:
-        return turnaround.summarise(
+        return turnaround_dashboard.summarise(
             conn,
             archive.settings,
             require_turnaround(principal),

@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 
 from rix.archive import Archive
 from rix.index.schema import jobs
-from rix.index.workflow_tables import turnaround_alerts
+from rix.index.workflow_tables import turnaround_alerts as alert_rows
 from rix.jobs.queue import State
 from rix.jobs.worker import Workers
 from rix.serve import job_handlers
-from rix.workflow import turnaround
+from rix.workflow import turnaround_alerts
 from tests.jobs.webhook import Recorder
 from tests.peers.smtp import SmtpServer, body
 from tests.workflow.week import NOW, Week, load_week, opened
@@ -77,19 +77,19 @@ def test_a_breach_alert_fires_exactly_once(
 
     def check() -> None:
         start.wait()
-        raised.append(turnaround.check(archive, archive.settings, now=NOW))
+        raised.append(turnaround_alerts.check(archive, archive.settings, now=NOW))
 
     threads = [threading.Thread(target=check) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    raised.append(turnaround.check(archive, archive.settings, now=NOW))
-    raised.append(turnaround.check(archive, archive.settings, now=NOW + 60))
+    raised.append(turnaround_alerts.check(archive, archive.settings, now=NOW))
+    raised.append(turnaround_alerts.check(archive, archive.settings, now=NOW + 60))
     # a2, a3, a4 past target unreported; r2, r4 reported late; EMH's backlog of 5 > 2
     assert sorted(raised) == [0, 0, 0, 6]
     with archive.engine.connect() as conn:
-        keys = set(conn.execute(select(turnaround_alerts.c.key)).scalars())
+        keys = set(conn.execute(select(alert_rows.c.key)).scalars())
     breaches = {f"breach:{week.uids[n]}" for n in ("a2", "a3", "a4", "r2", "r4")}
     assert keys == breaches | {"backlog:EMH:2025-03-14"}
     assert (queued(archive, "notify"), queued(archive, "email")) == (6, 3)
@@ -124,24 +124,24 @@ def test_the_check_is_a_recurring_job(
     alerting: tuple[Archive, Week, Recorder, SmtpServer],
 ) -> None:
     archive = alerting[0]
-    turnaround.schedule_check(archive)
-    turnaround.schedule_check(archive)  # a second node starting: still one pending
-    assert queued(archive, turnaround.CHECK_KIND) == 1
+    turnaround_alerts.schedule_check(archive)
+    turnaround_alerts.schedule_check(archive)  # a second node starting: still one pending
+    assert queued(archive, turnaround_alerts.CHECK_KIND) == 1
     before = time.time()
     workers = Workers(archive, job_handlers(), 1).start()
     try:
         deadline = time.monotonic() + 60
-        while queued(archive, turnaround.CHECK_KIND) < 2 and time.monotonic() < deadline:
+        while queued(archive, turnaround_alerts.CHECK_KIND) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         workers.stop()
     with archive.engine.connect() as conn:
         rows = conn.execute(
             select(jobs.c.state, jobs.c.run_at)
-            .where(jobs.c.kind == turnaround.CHECK_KIND)
+            .where(jobs.c.kind == turnaround_alerts.CHECK_KIND)
             .order_by(jobs.c.id)
         ).all()
-        keys = set(conn.execute(select(turnaround_alerts.c.key)).scalars())
+        keys = set(conn.execute(select(alert_rows.c.key)).scalars())
     assert [r.state for r in rows] == ["done", "pending"]
     assert rows[1].run_at >= before + archive.settings.turnaround_check_minutes * 60
     # today the week's deadlines are long past (no news), but EMH's backlog is still there

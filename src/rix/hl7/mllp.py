@@ -1,6 +1,7 @@
 """The MLLP listener (HL7 v2 minimal lower layer protocol): one message, one ACK.
 
-Frames are ``0x0B message 0x1C 0x0D``. Each message is handled before its ACK is sent:
+Frames are ``0x0B message 0x1C 0x0D`` (``rix.workflow.mllp_client``, which frames the
+ORU^R01 rix sends too). Each message is handled before its ACK is sent:
 AA once its effect is committed, AE when rix could not apply it now (send it again), AR
 when it never will be (malformed, unsupported, unknown patient or trust), with the
 reason in MSA-3. A broken frame closes the connection; the listener carries on.
@@ -18,10 +19,10 @@ from rix.archive import Archive
 from rix.errors import AccessDenied, Conflict, NotFound, RixError
 from rix.hl7 import adt, messages, orders, patients
 from rix.hl7.messages import ErrorCode, Header, Rejected
+from rix.workflow.mllp_client import END, START, frame
 
 log = structlog.get_logger(__name__)
 
-START, END = b"\x0b", b"\x1c\x0d"
 MAX_MESSAGE = 1 << 20  # ADT and orders are small; anything larger is not HL7 we handle
 HANDLERS = {**adt.HANDLERS, **patients.HANDLERS, **orders.HANDLERS}
 
@@ -79,15 +80,15 @@ class _Connection(socketserver.BaseRequestHandler):
                 return
             buffer += chunk
             while END in buffer:
-                frame, buffer = buffer.split(END, 1)
-                start = frame.find(START)
+                received, buffer = buffer.split(END, 1)
+                start = received.find(START)
                 if start < 0:
                     return  # not MLLP: nothing sensible to answer
-                text = frame[start + 1 :].decode("utf-8", "replace")
+                text = received[start + 1 :].decode("utf-8", "replace")
                 reply = handle(self.server.archive, text, source)
-                sock.sendall(START + reply.encode("utf-8") + END)
+                sock.sendall(frame(reply))
             if len(buffer) > MAX_MESSAGE:
-                sock.sendall(START + messages.ack(None, "AR", "message too large").encode() + END)
+                sock.sendall(frame(messages.ack(None, "AR", "message too large")))
                 return
 
 

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 import hl7
-from rix import access, audit, uids
-from rix.access import Principal
+from rix import audit, uids
+from rix.access import Principal, trail
 from rix.archive import Archive
+from rix.config import Priority
 from rix.errors import Conflict
 from rix.hl7 import adt, messages
 from rix.hl7.messages import ErrorCode, Header, Rejected
@@ -35,16 +36,16 @@ from rix.hl7.patients import local_record, segments
 from rix.index.database import begin_write
 from rix.region import patients as records
 from rix.region.trusts import Trust
-from rix.workflow import orders
-from rix.workflow.orders import OrderDetails, Priority, Status
+from rix.workflow import order_entry, orders
+from rix.workflow.orders import OrderDetails, OrderStatus
 
 CONTROLS = frozenset({"NW", "XO", "CA", "DC", "SC"})
 ORDER_STATUS = {  # HL7 table 0038, ORC-5
-    "SC": Status.SCHEDULED,
-    "IP": Status.IN_PROGRESS,
-    "CM": Status.COMPLETED,
-    "CA": Status.CANCELLED,
-    "DC": Status.DISCONTINUED,
+    "SC": OrderStatus.SCHEDULED,
+    "IP": OrderStatus.IN_PROGRESS,
+    "CM": OrderStatus.COMPLETED,
+    "CA": OrderStatus.CANCELLED,
+    "DC": OrderStatus.DISCONTINUED,
 }
 PATIENT_CLASS = {"E": Priority.EMERGENCY, "I": Priority.INPATIENT}
 GROUP_SEGMENTS = frozenset({"OBR", "TQ1", "IPC", "ZDS"})
@@ -153,23 +154,25 @@ def _apply(
     conn: Connection, principal: Principal, trust: Trust, patient: records.Details, group: Group
 ) -> tuple[orders.Order, str]:
     if group.control == "NW":
-        order, created = orders.create(
+        order, created = order_entry.create(
             conn, principal, trust=trust, patient=patient, details=group.details, source="hl7"
         )
         return order, "placed" if created else "already known"
     order = _existing(conn, trust, patient, group)
     if group.control == "XO":
-        return orders.change(conn, principal, order, group.details.values()), "changed"
+        return order_entry.change(conn, principal, order, group.details.values()), "changed"
     if group.control in ("CA", "DC"):
-        return orders.cancel(conn, principal, order, discontinue=group.control == "DC"), "ended"
+        return order_entry.cancel(
+            conn, principal, order, discontinue=group.control == "DC"
+        ), "ended"
     status = ORDER_STATUS.get(group.status)
     if status is None:
         raise Rejected(
             f"ORC-5 {group.status!r} is no order status", ErrorCode.TABLE_VALUE_NOT_FOUND
         )
-    if status in (Status.CANCELLED, Status.DISCONTINUED):
-        return orders.cancel(
-            conn, principal, order, discontinue=status is Status.DISCONTINUED
+    if status in (OrderStatus.CANCELLED, OrderStatus.DISCONTINUED):
+        return order_entry.cancel(
+            conn, principal, order, discontinue=status is OrderStatus.DISCONTINUED
         ), "ended"
     orders.set_status(conn, order, status)
     return orders.get(conn, order.pk), "status changed"
@@ -187,7 +190,7 @@ def handle_order(archive: Archive, message: hl7.Message, head: Header, source: s
         patient = local_record(conn, pid, trust)
         for group in groups:
             order, what = _apply(conn, principal, trust, patient, group)
-            access.record_in(
+            trail.record_in(
                 conn,
                 principal,
                 audit.Kind.ADMIN,

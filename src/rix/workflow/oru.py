@@ -21,68 +21,38 @@ OBX of type TX per line of text, and the result status P (preliminary), F (final
 
 from __future__ import annotations
 
-import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from rix.audit.messages import hl7_escape
-from rix.config import Settings, SettingsError
+from rix.config import Settings
 from rix.errors import NotFound
-from rix.hl7 import messages
-from rix.hl7.messages import Rejected
-from rix.index.schema import orders, patients, reports, studies, trusts, users
+from rix.index.schema import patients, studies, trusts, users
+from rix.index.workflow_tables import orders, reports
 from rix.jobs import queue
+from rix.workflow.report_versions import Version
 
 KIND = "report-oru"
-START, END = b"\x0b", b"\x1c\x0d"
-MAX_ACK = 1 << 16
 RESULT_STATUS = {
-    "preliminary": "P",
-    "final": "F",
-    "addendum": "C",
-    "corrected": "C",
+    Version.PRELIMINARY: "P",
+    Version.FINAL: "F",
+    Version.ADDENDUM: "C",
+    Version.CORRECTED: "C",
 }
 REPORT_CODE = "18782-3^Radiology Study observation (narrative)^LN"
 
 
-class Undelivered(RuntimeError):
-    """The destination did not accept the message (no connection, no answer, AE or AR):
-    the job is retried."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Destination:
-    trust: str
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def destinations(setting: str) -> dict[str, Destination]:
-    """``report_destinations`` (``TRUST=host:port,...``) by trust code."""
-    found: dict[str, Destination] = {}
-    for item in filter(None, (part.strip() for part in setting.split(","))):
-        code, sep, address = item.partition("=")
-        host, colon, port = address.strip().rpartition(":")
-        code = code.strip().upper()
-        if not (sep and colon and code and host and port.isdigit() and 0 < int(port) < 65536):
-            raise SettingsError(f"report_destinations: {item!r} is not TRUST=host:port")
-        found[code] = Destination(trust=code, host=host.strip("[]"), port=int(port))
-    return found
+class NotSigned(ValueError):
+    """A report version with no ORU^R01: a draft, or no such signed version."""
 
 
 def enqueue(
     conn: Connection, settings: Settings, *, report_pk: int, trust: str, trust_pk: int | None
 ) -> int | None:
     """Queue the ORU^R01 of a signed report for its trust's destination, if it has one."""
-    destination = destinations(settings.report_destinations).get(trust.upper())
+    destination = settings.report_destinations.get(trust.upper())
     if destination is None:
         return None
     return queue.enqueue(
@@ -206,7 +176,7 @@ def message(conn: Connection, report_pk: int, *, text: str) -> str:
     (an addendum with the report it adds to)."""
     row = _report_row(conn, report_pk)
     if row.signed_at is None or row.status not in RESULT_STATUS:
-        raise Rejected(f"report {report_pk} is not signed")
+        raise NotSigned(f"report {report_pk} is not signed")
     status = RESULT_STATUS[row.status]
     header = _segment(
         "MSH",
@@ -239,44 +209,3 @@ def message(conn: Connection, report_pk: int, *, text: str) -> str:
     ]
     order = _order(conn, row.order_pk)
     return "\r".join([header, _pid(row), *_orc_obr(row, order, status), *obx]) + "\r"
-
-
-# --- the MLLP client ---
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ack:
-    code: str  # MSA-1: AA, AE, AR (or CA, CE, CR in enhanced mode)
-    text: str  # MSA-3
-
-
-def send(host: str, port: int, text: str, *, timeout: float) -> Ack:
-    """Send one framed message (HL7 v2.5 Appendix C, MLLP) and read its ACK."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(START + text.encode("utf-8") + END)
-            reply = b""
-            while END not in reply:
-                chunk = sock.recv(65536)
-                if not chunk or len(reply) > MAX_ACK:
-                    raise Undelivered("the connection closed without an acknowledgement")
-                reply += chunk
-    except OSError as exc:
-        raise Undelivered(f"no acknowledgement from {host}:{port}: {type(exc).__name__}") from exc
-    frame = reply.split(END, 1)[0]
-    start = frame.find(START)
-    try:
-        ack = messages.parse(frame[start + 1 :].decode("utf-8", "replace"))
-    except Rejected as exc:
-        raise Undelivered(f"the acknowledgement is not HL7: {exc}") from exc
-    return Ack(
-        code=messages.component(ack, "MSA", 1, 1).upper(),
-        text=messages.component(ack, "MSA", 3, 1),
-    )
-
-
-def deliver(host: str, port: int, text: str, *, timeout: float) -> None:
-    """``send``, and ``Undelivered`` unless the answer is AA (CA in enhanced mode)."""
-    ack = send(host, port, text, timeout=timeout)
-    if ack.code not in ("AA", "CA"):
-        raise Undelivered(f"the receiver answered {ack.code or 'no MSA'}: {ack.text[:200]}")

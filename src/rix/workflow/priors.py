@@ -13,19 +13,22 @@ import time
 
 from sqlalchemy import Connection, select
 
-from rix.index.schema import orders, patients, studies, trusts
-from rix.jobs.queue import Priority
+from rix.config import Priority
+from rix.index.schema import patients, studies, trusts
+from rix.index.workflow_tables import orders
+from rix.jobs import queue
 from rix.region.trusts import get_trust
 from rix.routing import prefetch
+from rix.workflow.orders import ENDED
 
 # how long before the appointment the priors are sent: a PACS that is down for a while
 # still has them in time, and priors that arrive between the order and then are included
 LEAD_SECONDS = 12 * 3600.0
 
 PRIORITY = {
-    "emergency": Priority.EMERGENCY,
-    "inpatient": Priority.URGENT,
-    "outpatient": Priority.ROUTINE,
+    Priority.EMERGENCY: queue.Priority.EMERGENCY,
+    Priority.INPATIENT: queue.Priority.URGENT,
+    Priority.OUTPATIENT: queue.Priority.ROUTINE,
 }
 
 
@@ -57,7 +60,7 @@ def schedule_for_order(conn: Connection, order_pk: int) -> None:
         .join(trusts, trusts.c.id == orders.c.trust_pk)
         .where(orders.c.id == order_pk)
     ).first()
-    if row is None or row.status in ("cancelled", "discontinued") or row.person_pk is None:
+    if row is None or row.status in ENDED or row.person_pk is None:
         return
     elsewhere = conn.execute(
         select(studies.c.id)
@@ -73,7 +76,7 @@ def schedule_for_order(conn: Connection, order_pk: int) -> None:
         modalities=[row.modality] if row.modality else [],
         body_parts=[row.body_part] if row.body_part else [],
         last=None,
-        priority=PRIORITY.get(row.priority, Priority.ROUTINE),
+        priority=PRIORITY.get(row.priority, queue.Priority.ROUTINE),
         run_at=_due(row.scheduled_at),
         requested_by=f"order:{order_pk}",
         key=order_key(order_pk),

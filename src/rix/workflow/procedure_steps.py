@@ -24,11 +24,11 @@ from sqlalchemy import Connection, select, update
 from rix import uids
 from rix.dataset import parsing
 from rix.errors import RixError
-from rix.index.schema import orders as order_rows
-from rix.index.schema import performed_steps
+from rix.index.workflow_tables import orders as order_rows
+from rix.index.workflow_tables import performed_steps
 from rix.region.trusts import Trust
 from rix.workflow import orders
-from rix.workflow.orders import Status
+from rix.workflow.orders import OrderStatus
 
 NO_LONGER_UPDATABLE = 0xA710  # PS3.4 F.7.2.2.2: Error ID of a finished step's N-SET
 
@@ -42,9 +42,9 @@ class StepStatus(StrEnum):
 
 
 ORDER_STATUS = {
-    StepStatus.IN_PROGRESS: Status.IN_PROGRESS,
-    StepStatus.COMPLETED: Status.COMPLETED,
-    StepStatus.DISCONTINUED: Status.DISCONTINUED,
+    StepStatus.IN_PROGRESS: OrderStatus.IN_PROGRESS,
+    StepStatus.COMPLETED: OrderStatus.COMPLETED,
+    StepStatus.DISCONTINUED: OrderStatus.DISCONTINUED,
 }
 
 
@@ -161,8 +161,8 @@ def start(conn: Connection, *, trust: Trust, calling_ae: str, sop_uid: str, ds: 
             updated_at=now,
         )
     )
-    if order is not None and order.status is Status.SCHEDULED:
-        orders.set_status(conn, order, Status.IN_PROGRESS)
+    if order is not None and order.status is OrderStatus.SCHEDULED:
+        orders.set_status(conn, order, OrderStatus.IN_PROGRESS)
     return Step(
         sop_uid=sop_uid,
         status=StepStatus.IN_PROGRESS,
@@ -203,6 +203,6 @@ def change(conn: Connection, *, trust: Trust, sop_uid: str, ds: Dataset) -> Step
     )
     if finished and row.order_pk is not None:
         order = orders.get(conn, int(row.order_pk))
-        if order.status is not Status.CANCELLED:
+        if order.status is not OrderStatus.CANCELLED:
             orders.set_status(conn, order, ORDER_STATUS[status])
     return Step(sop_uid=sop_uid, status=status, order_pk=row.order_pk)

@@ -1,90 +1,53 @@
-"""The one reporting worklist across trusts, and the claims radiologists hold on it.
+"""The one reporting worklist across trusts: every study awaiting a final report that a
+radiologist may report, most urgent first.
 
-A study needs a report when it holds images (a study of SR, PR, KO or DOC objects only
-does not) and has no final report: none signed here (``rix.workflow.reports``) and no
-report document stored from elsewhere (a text SR or an encapsulated PDF that is not a
-second opinion). A radiologist's worklist spans their own trust and every trust it has a
-sharing agreement with (``access.reporting_scope``): a shared reporting service shares
-the backlog out, and the backlog is what must never go unseen. Listing a partner's study
-does not open its images; claiming it does, while the claim lasts
-(``access.scope``'s reporting ground), and a report the radiologist wrote keeps it open.
+A study needs a report when it holds images and has no final report: none signed here
+(``rix.workflow.report_versions``) and no report document stored from elsewhere
+(``rix.workflow.awaiting_report``). A radiologist's worklist spans their own trust and
+every trust it has a sharing agreement with (``access.radiology.reporting_scope``): a
+shared reporting service shares the backlog out, and the backlog is what must never go
+unseen. Listing a partner's study does not open its images; claiming it does, while the
+claim lasts (``access.scope``'s reporting ground), and a report the radiologist wrote
+keeps it open.
 
-Where a study has an order (``orders.study_uid``, matched by the order workflow) its
+Where a study has an order (``orders.study_uid``, matched by ``rix.workflow.order_matching``) its
 priority, modality, body part, site and sub-specialty come from the order; otherwise from
 the study itself (its series' modalities and Body Part Examined), with priority
-outpatient. Items are sorted by how close they are to their turnaround target, overdue
-first, so the most urgent work is at the top whichever filters are set.
+outpatient. Items are sorted by how close they are to their turnaround target
+(``rix.workflow.turnaround``'s), overdue first, so the most urgent work is at the top
+whichever filters are set.
 
-A claim is one row of ``report_claims``, whose primary key is the study: two radiologists
-claiming at once both INSERT, and the database lets exactly one in, on SQLite and on
-PostgreSQL alike. A claim lasts ``CLAIM_SECONDS`` and is renewed while its holder works
-on the report; an expired claim is anyone's to take.
+A radiologist takes a study off the worklist by claiming it
+(``rix.workflow.report_claims``); a claimed study shows as such until its claim lapses.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Select,
-    and_,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    not_,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, not_, or_, select
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import Principal, radiology, trail
 from rix.archive import Archive
-from rix.config import Settings
-from rix.errors import AccessDenied, Conflict, NotFound
-from rix.index import queries
-from rix.index.database import begin_write
-from rix.index.schema import (
-    instances,
-    orders,
-    patients,
-    report_claims,
-    reports,
-    series,
-    share_opinions,
-    studies,
-    trusts,
-    users,
-)
+from rix.config import Priority, Settings
+from rix.errors import Conflict
+from rix.index.schema import patients, series, studies, trusts, users
+from rix.index.workflow_tables import orders, report_claims, reports
 from rix.region.trusts import get_trust
 from rix.workflow import turnaround
-from rix.workflow.orders import Priority
+from rix.workflow.awaiting_report import holds_images, reported_elsewhere, series_where
+from rix.workflow.orders import OrderStatus
+from rix.workflow.report_versions import FINALS, Version
 
-CLAIM_SECONDS = 2 * 3600.0  # renewed by every save in the editor
 LIMIT = 200
-# objects that are about images, not images: a study of these alone is not reported
-NOT_IMAGES = ("SR", "PR", "KO", "DOC")
-# report documents from elsewhere (PS3.4 B.5): Basic Text, Enhanced and Comprehensive SR,
-# Encapsulated PDF; dose reports (X-Ray Radiation Dose SR) are not reports
-REPORT_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.88.11",
-    "1.2.840.10008.5.1.4.1.1.88.22",
-    "1.2.840.10008.5.1.4.1.1.88.33",
-    "1.2.840.10008.5.1.4.1.1.104.1",
-)
-SIGNED_FINAL = ("final", "addendum", "corrected")
 
 
-class Status(StrEnum):
+class WorklistStatus(StrEnum):
     """Where a study stands on the worklist."""
 
     UNREPORTED = "unreported"
@@ -93,7 +56,7 @@ class Status(StrEnum):
     FINAL = "final"  # final here, or a report document stored from elsewhere
 
 
-OPEN = (Status.UNREPORTED, Status.CLAIMED, Status.PRELIMINARY)
+AWAITING_FINAL = (WorklistStatus.UNREPORTED, WorklistStatus.CLAIMED, WorklistStatus.PRELIMINARY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +69,7 @@ class Filters:
     body_part: str = ""
     priority: str = ""
     subspecialty: str = ""
-    statuses: tuple[Status, ...] = OPEN
+    statuses: tuple[WorklistStatus, ...] = AWAITING_FINAL
     min_age_hours: float | None = None  # arrived at least this long ago
     max_age_hours: float | None = None  # arrived at most this long ago
     limit: int = LIMIT
@@ -128,14 +91,14 @@ class Filters:
         """Filters as a form or a query string gives them: blanks dropped, statuses by
         name (none: every status not final; ``all``: every status)."""
         names = [s.strip().lower() for s in statuses if s.strip()]
-        chosen: tuple[Status, ...] = OPEN
+        chosen: tuple[WorklistStatus, ...] = AWAITING_FINAL
         if "all" in names:
-            chosen = tuple(Status)
+            chosen = tuple(WorklistStatus)
         elif names:
             try:
-                chosen = tuple(Status(n) for n in names)
+                chosen = tuple(WorklistStatus(n) for n in names)
             except ValueError:
-                raise Conflict(f"status is one of {', '.join(Status)} or all") from None
+                raise Conflict(f"status is one of {', '.join(WorklistStatus)} or all") from None
         codes = tuple(c.strip().upper() for c in trusts if c.strip())
         kept = {k: v for k, v in given.items() if v is not None and v != ""}
         return cls(trusts=codes, statuses=chosen, **kept)
@@ -157,7 +120,7 @@ class Item:
     body_part: str
     priority: Priority
     subspecialty: str
-    status: Status
+    status: WorklistStatus
     arrived_at: float
     due_at: float
     claimed_by: str = ""
@@ -171,7 +134,7 @@ class Item:
 
     @property
     def overdue(self) -> bool:
-        return self.status is not Status.FINAL and self.now > self.due_at
+        return self.status is not WorklistStatus.FINAL and self.now > self.due_at
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -198,14 +161,6 @@ class Item:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claim:
-    study_uid: str
-    username: str
-    claimed_at: float
-    expires_at: float
-
-
 # --- turnaround targets ---
 
 
@@ -224,53 +179,31 @@ def _order_of_study() -> Any:
     other = orders.alias("other_orders")  # not correlated with the outer join's orders
     return (
         select(func.min(other.c.id))
-        .where(other.c.study_uid == studies.c.study_uid, other.c.status != "cancelled")
+        .where(other.c.study_uid == studies.c.study_uid, other.c.status != OrderStatus.CANCELLED)
         .scalar_subquery()
-    )
-
-
-def _series_where(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(select(series.c.id).where(series.c.study_pk == studies.c.id, *conditions))
-
-
-def reported_elsewhere() -> ColumnElement[bool]:
-    """A report document stored in the study (from the trust's PACS, from media): not a
-    second opinion (``rix.sharing``), which is advice, not the report."""
-    opinions = select(share_opinions.c.sr_instance_uid).where(
-        share_opinions.c.sr_instance_uid.is_not(None)
-    )
-    return exists(
-        select(instances.c.id)
-        .join(series, series.c.id == instances.c.series_pk)
-        .where(
-            series.c.study_pk == studies.c.id,
-            series.c.modality.in_(("SR", "DOC")),
-            instances.c.sop_class_uid.in_(REPORT_CLASSES),
-            instances.c.sop_uid.not_in(opinions),
-        )
     )
 
 
 def _rank() -> Any:
     """SQL: 3 final (or later), 2 preliminary, 1 a draft, None nothing written here."""
     rank = case(
-        (reports.c.status.in_(SIGNED_FINAL), 3),
-        (reports.c.status == "preliminary", 2),
+        (reports.c.status.in_(FINALS), 3),
+        (reports.c.status == Version.PRELIMINARY, 2),
         else_=1,
     )
     return select(func.max(rank)).where(reports.c.study_uid == studies.c.study_uid)
 
 
 def _status_condition(
-    statuses: Sequence[Status], rank: Any, claimed: Any, elsewhere: Any
+    statuses: Sequence[WorklistStatus], rank: Any, claimed: Any, elsewhere: Any
 ) -> ColumnElement[bool]:
     final = or_(rank == 3, elsewhere)
     not_signed = and_(func.coalesce(rank, 0) < 2, not_(elsewhere))
     each = {
-        Status.FINAL: final,
-        Status.PRELIMINARY: and_(rank == 2, not_(elsewhere)),
-        Status.CLAIMED: and_(not_signed, claimed.is_not(None)),
-        Status.UNREPORTED: and_(not_signed, claimed.is_(None)),
+        WorklistStatus.FINAL: final,
+        WorklistStatus.PRELIMINARY: and_(rank == 2, not_(elsewhere)),
+        WorklistStatus.CLAIMED: and_(not_signed, claimed.is_not(None)),
+        WorklistStatus.UNREPORTED: and_(not_signed, claimed.is_(None)),
     }
     return or_(*(each[s] for s in dict.fromkeys(statuses)))
 
@@ -326,8 +259,8 @@ def _worklist_query(
         )
         .outerjoin(users, users.c.id == report_claims.c.user_pk)
         .where(
-            access.reporting_scope(principal),
-            _series_where(series.c.modality.not_in(NOT_IMAGES)),
+            radiology.reporting_scope(principal),
+            holds_images(),
             _status_condition(filters.statuses, rank, report_claims.c.study_uid, elsewhere),
         )
         .order_by(due, studies.c.created_at, studies.c.id)
@@ -347,14 +280,14 @@ def _filtered(
     if filters.modality:
         modality = filters.modality.strip().upper()
         query = query.where(
-            or_(orders.c.modality == modality, _series_where(series.c.modality == modality))
+            or_(orders.c.modality == modality, series_where(series.c.modality == modality))
         )
     if filters.body_part:
         part = filters.body_part.strip().upper()
         query = query.where(
             or_(
                 func.upper(orders.c.body_part) == part,
-                _series_where(func.upper(series.c.body_part) == part),
+                series_where(func.upper(series.c.body_part) == part),
             )
         )
     if filters.priority:
@@ -369,12 +302,12 @@ def _filtered(
     return query
 
 
-def _status(row: Any) -> Status:
+def _status(row: Any) -> WorklistStatus:
     if row.rank == 3 or row.elsewhere:
-        return Status.FINAL
+        return WorklistStatus.FINAL
     if row.rank == 2:
-        return Status.PRELIMINARY
-    return Status.CLAIMED if row.claimed_by is not None else Status.UNREPORTED
+        return WorklistStatus.PRELIMINARY
+    return WorklistStatus.CLAIMED if row.claimed_by is not None else WorklistStatus.UNREPORTED
 
 
 def _item(row: Any, now: float) -> Item:
@@ -405,7 +338,7 @@ def _item(row: Any, now: float) -> Item:
 def worklist(archive: Archive, principal: Principal, filters: Filters) -> list[Item]:
     """The studies ``principal`` may report that match ``filters``, most urgent first;
     one audited query."""
-    access.require_reporter(principal)
+    radiology.require_reporter(principal)
     now = time.time()
     with archive.engine.connect() as conn:
         query = _worklist_query(conn, archive.settings, principal, filters, now)
@@ -423,7 +356,7 @@ def worklist(archive: Archive, principal: Principal, filters: Filters) -> list[I
         )
         if v
     }
-    access.record(
+    trail.record(
         archive.writer.post,
         principal,
         audit.Kind.QUERY,
@@ -437,165 +370,10 @@ def worklist(archive: Archive, principal: Principal, filters: Filters) -> list[I
 def item_of(archive: Archive, principal: Principal, study_uid: str) -> Item | None:
     """One study as the worklist shows it, whatever its status (the report editor's
     header); None when it is not on ``principal``'s worklist. The caller audits."""
-    access.require_reporter(principal)
+    radiology.require_reporter(principal)
     now = time.time()
-    filters = Filters(statuses=tuple(Status), limit=1)
+    filters = Filters(statuses=tuple(WorklistStatus), limit=1)
     with archive.engine.connect() as conn:
         query = _worklist_query(conn, archive.settings, principal, filters, now)
         row = conn.execute(query.where(studies.c.study_uid == study_uid)).first()
     return None if row is None else _item(row, now)
-
-
-# --- claims ---
-
-
-def touched(conn: Connection, study_uid: str) -> access.Touched:
-    """Who a study is about, for the audit trail (404 when there is no such study)."""
-    patient = queries.patient_of_study(conn, study_uid, scope=None)
-    if patient is None:
-        raise NotFound("no such study")
-    return access.Touched(study_uid=study_uid, patient=patient.ref, nhs_number=patient.nhs_number)
-
-
-def reportable(archive: Archive, conn: Connection, principal: Principal, study_uid: str) -> None:
-    """``access.require_reportable``, with a refusal audited like any refused read."""
-    try:
-        access.require_reportable(conn, principal, study_uid)
-    except AccessDenied:
-        access.record(
-            archive.writer.post,
-            principal,
-            audit.Kind.RETRIEVE,
-            audit.Outcome.REFUSED,
-            touched(conn, study_uid),
-            {"report": "not on the worklist of the user's trust"},
-        )
-        raise
-
-
-def _holder(conn: Connection, study_uid: str, now: float) -> Claim | None:
-    row = conn.execute(
-        select(report_claims, users.c.username)
-        .join(users, users.c.id == report_claims.c.user_pk)
-        .where(report_claims.c.study_uid == study_uid, report_claims.c.expires_at > now)
-    ).first()
-    if row is None:
-        return None
-    return Claim(
-        study_uid=study_uid,
-        username=row.username,
-        claimed_at=row.claimed_at,
-        expires_at=row.expires_at,
-    )
-
-
-def _held_by_other(claim: Claim) -> Conflict:
-    until = time.strftime("%H:%M", time.localtime(claim.expires_at))
-    return Conflict(f"this study is being reported by {claim.username} (claimed until {until})")
-
-
-def hold(conn: Connection, principal: Principal, study_uid: str) -> Claim:
-    """Claim the study for ``principal``, or renew their claim, in the caller's write
-    transaction; ``Conflict`` naming the holder when another radiologist has it."""
-    assert principal.user_pk is not None
-    now = time.time()
-    expires = now + CLAIM_SECONDS
-    renewed = conn.execute(
-        update(report_claims)
-        .where(
-            report_claims.c.study_uid == study_uid,
-            report_claims.c.user_pk == principal.user_pk,
-            report_claims.c.expires_at > now,
-        )
-        .values(expires_at=expires)
-    )
-    if renewed.rowcount:
-        return Claim(
-            study_uid=study_uid, username=principal.name, claimed_at=now, expires_at=expires
-        )
-    conn.execute(
-        delete(report_claims).where(
-            report_claims.c.study_uid == study_uid, report_claims.c.expires_at <= now
-        )
-    )
-    try:
-        with conn.begin_nested():  # the primary key lets one claimant in; the other lands here
-            conn.execute(
-                insert(report_claims).values(
-                    study_uid=study_uid,
-                    user_pk=principal.user_pk,
-                    claimed_at=now,
-                    expires_at=expires,
-                )
-            )
-    except IntegrityError:
-        holder = _holder(conn, study_uid, now)
-        raise (
-            _held_by_other(holder)
-            if holder is not None
-            else Conflict("the study was claimed at this very moment; try again")
-        ) from None
-    return Claim(study_uid=study_uid, username=principal.name, claimed_at=now, expires_at=expires)
-
-
-def claim(archive: Archive, principal: Principal, study_uid: str) -> Claim:
-    """Take a study off the shared worklist to report it (or renew one's own claim)."""
-    access.require_reporter(principal)
-    with begin_write(archive.engine) as conn:
-        reportable(archive, conn, principal, study_uid)
-        who = touched(conn, study_uid)
-        held = hold(conn, principal, study_uid)
-        detail = {"action": "report claim", "expires_at": round(held.expires_at)}
-        access.record_in(conn, principal, audit.Kind.ADMIN, audit.Outcome.SUCCESS, who, detail)
-    return held
-
-
-def release(archive: Archive, principal: Principal, study_uid: str) -> bool:
-    """Give a claimed study back to the worklist; False when ``principal`` held none.
-    Another radiologist's claim is theirs to release (or to lapse)."""
-    access.require_reporter(principal)
-    with begin_write(archive.engine) as conn:
-        who = touched(conn, study_uid)
-        if not release_in(conn, principal, study_uid):
-            holder = claim_of(conn, study_uid)
-            if holder is not None:
-                raise _held_by_other(holder)
-            return False
-        detail = {"action": "report release"}
-        access.record_in(conn, principal, audit.Kind.ADMIN, audit.Outcome.SUCCESS, who, detail)
-    return True
-
-
-def release_in(conn: Connection, principal: Principal, study_uid: str) -> bool:
-    """Delete ``principal``'s claim on the study in the caller's transaction."""
-    gone = conn.execute(
-        delete(report_claims).where(
-            report_claims.c.study_uid == study_uid,
-            report_claims.c.user_pk == principal.user_pk,
-        )
-    )
-    return bool(gone.rowcount)
-
-
-def claim_of(conn: Connection, study_uid: str) -> Claim | None:
-    """The claim on a study, when one is in force."""
-    return _holder(conn, study_uid, time.time())
-
-
-def holds(conn: Connection, principal: Principal, study_uid: str) -> bool:
-    claim_now = claim_of(conn, study_uid)
-    return claim_now is not None and claim_now.username == principal.name
-
-
-def statuses_of(conn: Connection, study_uids: Iterable[str]) -> dict[str, str]:
-    """The newest signed report status of each study that has one (the timeline's
-    column): preliminary, final, addendum or corrected."""
-    wanted = sorted(set(study_uids))
-    if not wanted:
-        return {}
-    rows = conn.execute(
-        select(reports.c.study_uid, reports.c.status)
-        .where(reports.c.study_uid.in_(wanted), reports.c.signed_at.is_not(None))
-        .order_by(reports.c.id)
-    )
-    return {r.study_uid: r.status for r in rows}

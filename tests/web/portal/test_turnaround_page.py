@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from rix.workflow.turnaround import CSV_COLUMNS
+from rix.workflow.turnaround_dashboard import CSV_COLUMNS
 from tests.peers import browser
 from tests.peers.server import RixServer
 from tests.web.portal.test_portal import serious_violations

@@ -7,38 +7,38 @@ transaction that makes it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, StringConstraints, create_model
 from sqlalchemy import Connection
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import Principal, checks, radiology, trail
 from rix.archive import Archive
+from rix.config import Priority
 from rix.errors import AccessDenied, Conflict, NotFound
 from rix.index.database import begin_write
 from rix.region import mpi
 from rix.region import patients as records
 from rix.region.trusts import get_trust
-from rix.web.api.region import PRINTABLE, Code, NhsNumber, PatientRef, RowId, Text
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
-from rix.workflow import orders
-from rix.workflow.orders import Order, OrderDetails, Priority
+from rix.web.context import archive_of
+from rix.web.fields import PRINTABLE, Code, NhsNumber, PatientRef, RowId, Text
+from rix.workflow import order_entry, order_matching, orders
+from rix.workflow.orders import Order, OrderDetails, OrderStatus
 
 router = APIRouter(prefix="/api", tags=["orders"])
 
-Short = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)]
 Number = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=64)]
 Date = Annotated[str, StringConstraints(pattern=r"^([0-9]{8})?$")]
 Sex = Annotated[str, StringConstraints(pattern="^(M|F|O)?$")]
-PriorityName = Annotated[str, StringConstraints(pattern="^(emergency|inpatient|outpatient)$")]
-StatusName = Annotated[
-    str, StringConstraints(pattern="^(scheduled|in-progress|completed|cancelled|discontinued)?$")
-]
+PriorityName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(Priority)})$")]
+StatusName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(OrderStatus)})?$")]
 Uid = Annotated[str, StringConstraints(pattern=r"^[0-9.]{1,64}$")]
 
 
@@ -53,47 +53,45 @@ class PatientIn(BaseModel):
     nhs_number: NhsNumber = ""
 
 
-class OrderFields(BaseModel):
-    placer_number: Number = ""
-    filler_number: Number = ""
-    accession_number: Short = ""
-    requested_procedure_id: Short = ""
-    priority: PriorityName = "outpatient"
-    modality: Short = ""
-    body_part: Number = ""
-    procedure_code: Number = ""
-    procedure_text: Text = ""
-    subspecialty: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=32)] = ""
-    site_code: Short = ""
-    station_ae: Short = ""
-    ordering_provider: Text = ""
-    reason: Text = ""
-    scheduled_at: datetime | None = None  # ISO 8601, or seconds since the epoch
+# what an API caller says about an order: the fields of ``rix.workflow.orders.OrderDetails``
+# but the two rix fills in itself (when it was ordered: now; the Study Instance UID: made)
+TAKEN = tuple(n for n in orders.CHANGEABLE if n not in ("ordered_at", "requested_study_uid"))
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(OrderDetails)}
 
 
-class OrderIn(OrderFields):
+def _type(name: str) -> Any:
+    """A field as the API takes it: printable text within the column's length (free text
+    where the column has none), the priority by name, times as ISO 8601 or epoch seconds."""
+    if name == "priority":
+        return PriorityName
+    if name == "scheduled_at":
+        return datetime | None
+    limit = orders.LIMITS.get(name)
+    return (
+        Text
+        if limit is None
+        else Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=limit)]
+    )
+
+
+def _default(name: str) -> Any:
+    value = DEFAULTS[name]
+    return str(value) if isinstance(value, StrEnum) else value
+
+
+_GIVEN: dict[str, Any] = {n: (_type(n), _default(n)) for n in TAKEN}
+_CHANGED: dict[str, Any] = {n: (_type(n) | None, None) for n in TAKEN}
+OrderFields = create_model("OrderFields", **_GIVEN)
+_OrderChange = create_model("OrderChange", **_CHANGED)
+
+
+class OrderIn(OrderFields):  # type: ignore[misc,valid-type]  # made from OrderDetails
     trust: Code
     patient: PatientIn
 
 
-class OrderChange(BaseModel):
+class OrderChange(_OrderChange):  # type: ignore[misc,valid-type]  # made from OrderDetails
     """Only the fields sent change."""
-
-    placer_number: Number | None = None
-    filler_number: Number | None = None
-    accession_number: Short | None = None
-    requested_procedure_id: Short | None = None
-    priority: PriorityName | None = None
-    modality: Short | None = None
-    body_part: Number | None = None
-    procedure_code: Number | None = None
-    procedure_text: Text | None = None
-    subspecialty: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=32)] | None = None
-    site_code: Short | None = None
-    station_ae: Short | None = None
-    ordering_provider: Text | None = None
-    reason: Text | None = None
-    scheduled_at: datetime | None = None
 
 
 class MatchIn(BaseModel):
@@ -122,11 +120,10 @@ def _epoch(value: datetime | None) -> float | None:
         raise Conflict(f"{value.isoformat()} is out of range") from None
 
 
-def _details(body: OrderFields) -> OrderDetails:
-    fields = body.model_dump(include=set(OrderFields.model_fields) - {"scheduled_at", "priority"})
-    return OrderDetails(
-        **fields, priority=Priority(body.priority), scheduled_at=_epoch(body.scheduled_at)
-    )
+def _details(body: BaseModel) -> OrderDetails:
+    fields = body.model_dump(include=set(TAKEN))
+    priority, scheduled_at = Priority(fields.pop("priority")), fields.pop("scheduled_at")
+    return OrderDetails(**fields, priority=priority, scheduled_at=_epoch(scheduled_at))
 
 
 def _visible(conn: Connection, principal: Principal, order_pk: int) -> Order:
@@ -143,7 +140,7 @@ def _changed(
 ) -> dict[str, Any]:
     with begin_write(archive.engine) as conn:
         order = change(conn)
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.ADMIN,
@@ -154,8 +151,8 @@ def _changed(
     return order.as_dict()
 
 
-def _read(archive: Archive, principal: Principal, touched: access.Touched, **detail: Any) -> None:
-    access.record(
+def _read(archive: Archive, principal: Principal, touched: trail.Touched, **detail: Any) -> None:
+    trail.record(
         archive.writer.post, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail
     )
 
@@ -167,7 +164,7 @@ def create_order(request: Request, body: OrderIn) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
     with archive.engine.connect() as conn:
         trust = get_trust(conn, body.trust)
-    access.require_order(principal, trust.code)
+    radiology.require_order(principal, trust.code)
     patient = records.Details(
         patient_id=body.patient.patient_id,
         issuer=body.patient.issuer or trust.issuer,
@@ -178,7 +175,7 @@ def create_order(request: Request, body: OrderIn) -> dict[str, Any]:
     )
 
     def change(conn: Connection) -> Order:
-        order, _created = orders.create(
+        order, _created = order_entry.create(
             conn, principal, trust=trust, patient=patient, details=_details(body), source="api"
         )
         return order
@@ -219,7 +216,7 @@ def list_orders(
             patient_pk=patient_pk,
             limit=limit,
         )
-    touched = access.Touched(patient=patient) if patient else access.Touched()
+    touched = trail.Touched(patient=patient) if patient else trail.Touched()
     _read(archive, principal, touched, orders=len(found), trust=trust, status=status)
     return [o.as_dict() for o in found]
 
@@ -232,8 +229,8 @@ def unmatched(
     archive, principal = archive_of(request), principal_of(request)
     trusts = orders.visible_trusts(principal)
     with archive.engine.connect() as conn:
-        found = orders.unmatched(conn, trust_pks=trusts, limit=limit)
-    _read(archive, principal, access.Touched(), unmatched=len(found))
+        found = order_matching.unmatched(conn, trust_pks=trusts, limit=limit)
+    _read(archive, principal, trail.Touched(), unmatched=len(found))
     return found
 
 
@@ -258,7 +255,9 @@ def change_order(request: Request, order_id: RowId, body: OrderChange) -> dict[s
         archive,
         principal,
         "order change",
-        lambda conn: orders.change(conn, principal, _visible(conn, principal, order_id), values),
+        lambda conn: order_entry.change(
+            conn, principal, _visible(conn, principal, order_id), values
+        ),
     )
 
 
@@ -268,7 +267,7 @@ def _ended(request: Request, order_id: int, *, discontinue: bool) -> dict[str, A
         archive,
         principal,
         "order discontinue" if discontinue else "order cancel",
-        lambda conn: orders.cancel(
+        lambda conn: order_entry.cancel(
             conn, principal, _visible(conn, principal, order_id), discontinue=discontinue
         ),
     )
@@ -291,7 +290,7 @@ def match_order(request: Request, order_id: RowId, body: MatchIn) -> dict[str, A
         archive,
         principal,
         "order match",
-        lambda conn: orders.match_by_hand(
+        lambda conn: order_matching.match_by_hand(
             conn, principal, _visible(conn, principal, order_id), body.study_uid
         ),
     )
@@ -306,14 +305,14 @@ def _record_changed(
 ) -> mpi.Record:
     with begin_write(archive.engine) as conn:
         rec = mpi.find_record(conn, ref)
-        access.require_patient_change(principal, rec.trust or "-")
+        checks.require_patient_change(principal, rec.trust or "-")
         result = change(conn, rec)
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.ADMIN,
             audit.Outcome.SUCCESS,
-            access.Touched(patient=result.ref, nhs_number=result.nhs_number),
+            trail.Touched(patient=result.ref, nhs_number=result.nhs_number),
             {"action": action, "via": "api"},
         )
     return result

@@ -4,7 +4,7 @@ claims, report versions and the on-call rota over HTTP, for scripts and other sy
 A front end only: who may do what, and the audit trail, are ``rix.workflow``'s and
 ``rix.access``'s. Routes naming a study are not behind ``authorize_study``: a partner
 trust's study is on a radiologist's worklist before its images are open to them, and
-claiming it is what opens them (``access.require_reportable`` decides instead).
+claiming it is what opens them (``access.radiology.require_reportable`` decides instead).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
-from rix.web.api.region import PRINTABLE, Code, Name, RowId
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of, check_uids
-from rix.workflow import reporting_worklist, reports, rota
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import check_uids
+from rix.web.fields import PRINTABLE, Code, Name, RowId
+from rix.workflow import report_claims, reporting_worklist, reports, rota
+from rix.workflow.report_templates import templates
 
 router = APIRouter(prefix="/api", tags=["reporting"])
 Short = Annotated[str, Query(pattern=PRINTABLE, max_length=64)]
@@ -70,7 +72,7 @@ def worklist(
     return {"studies": [item.as_dict() for item in found]}
 
 
-def _claim(held: reporting_worklist.Claim) -> dict[str, Any]:
+def _claim(held: report_claims.Claim) -> dict[str, Any]:
     return {
         "study_uid": held.study_uid,
         "claimed_by": held.username,
@@ -83,7 +85,7 @@ def _claim(held: reporting_worklist.Claim) -> dict[str, Any]:
 async def claim(request: Request, study: str) -> dict[str, Any]:
     check_uids(study)
     held = await run_in_threadpool(
-        reporting_worklist.claim, archive_of(request), principal_of(request), study
+        report_claims.claim, archive_of(request), principal_of(request), study
     )
     return _claim(held)
 
@@ -92,7 +94,7 @@ async def claim(request: Request, study: str) -> dict[str, Any]:
 async def release(request: Request, study: str) -> dict[str, Any]:
     check_uids(study)
     released = await run_in_threadpool(
-        reporting_worklist.release, archive_of(request), principal_of(request), study
+        report_claims.release, archive_of(request), principal_of(request), study
     )
     return {"study_uid": study, "released": released}
 
@@ -126,7 +128,7 @@ async def write_report(request: Request, study: str, body: ReportIn) -> dict[str
 
 @router.get("/report-templates", summary="Report templates by modality and body part")
 def report_templates(request: Request) -> dict[str, Any]:
-    found = reports.templates(archive_of(request))
+    found = templates(archive_of(request))
     return {
         "templates": [
             {"name": t.name, "modality": t.modality, "body_part": t.body_part, "text": t.text}

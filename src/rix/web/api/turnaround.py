@@ -1,5 +1,5 @@
 """``/api/turnaround``: the turnaround dashboard's figures as JSON or CSV, for scripts and
-spreadsheets. What a caller counts is decided in ``access.require_turnaround``."""
+spreadsheets. What a caller counts is decided in ``access.radiology.require_turnaround``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
-from rix.workflow import turnaround
+from rix.web.context import archive_of
+from rix.workflow import turnaround_dashboard
 
 router = APIRouter(prefix="/api", tags=["workflow"])
 Filter = Annotated[str, Query(max_length=16, pattern="^[A-Za-z0-9_-]*$")]
@@ -28,11 +28,11 @@ async def get_turnaround(
     request: Request,
     trust: Filter = "",
     modality: Filter = "",
-    days: Annotated[int, Query(ge=1, le=turnaround.MAX_DAYS)] = 7,
+    days: Annotated[int, Query(ge=1, le=turnaround_dashboard.MAX_DAYS)] = 7,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     found = await run_in_threadpool(
-        turnaround.dashboard,
+        turnaround_dashboard.dashboard,
         archive_of(request),
         principal_of(request),
         trust=trust,
@@ -40,11 +40,11 @@ async def get_turnaround(
         days=days,
     )
     if format == "json":
-        return turnaround.as_dict(found)
+        return turnaround_dashboard.as_dict(found)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(turnaround.CSV_COLUMNS)
-    writer.writerows(turnaround.csv_rows(found))
+    writer.writerow(turnaround_dashboard.CSV_COLUMNS)
+    writer.writerows(turnaround_dashboard.csv_rows(found))
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -24,15 +24,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rix import access
-from rix.access import Principal
+from rix.access import Principal, checks
 from rix.auth.users import Role
+from rix.config import Priority
 from rix.errors import Conflict, RixError
 from rix.index import queries
 from rix.region import trusts
-from rix.web.api.region import RowId
-from rix.web.dicomweb.errors import archive_of, check_uids
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import check_uids
+from rix.web.fields import RowId
 from rix.web.portal import pages
-from rix.workflow import orders, reporting_worklist, reports, rota
+from rix.workflow import (
+    report_claims,
+    report_templates,
+    report_versions,
+    reporting_worklist,
+    reports,
+    rota,
+)
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -112,8 +121,8 @@ def _worklist_page(
         "items": items,
         "chosen": chosen,
         "trust_choices": _trust_choices(request, me),
-        "priorities": list(orders.Priority),
-        "statuses": list(reporting_worklist.Status),
+        "priorities": list(Priority),
+        "statuses": list(reporting_worklist.WorklistStatus),
         "error": error,
         "done": DONE.get(request.query_params.get("done", ""), ""),
         "span": span,
@@ -159,7 +168,7 @@ async def claim(request: Request, me: User) -> Response:
     study = form.get("study", "")
     check_uids(study)
     try:
-        await run_in_threadpool(reporting_worklist.claim, archive_of(request), me, study)
+        await run_in_threadpool(report_claims.claim, archive_of(request), me, study)
     except Conflict as exc:
         return await run_in_threadpool(
             _worklist_page, request, me, _back(form), error=exc.reason, status=exc.http_status
@@ -172,7 +181,7 @@ async def release(request: Request, me: User) -> Response:
     form = await pages.form_of(request)
     study = form.get("study", "")
     check_uids(study)
-    await run_in_threadpool(reporting_worklist.release, archive_of(request), me, study)
+    await run_in_threadpool(report_claims.release, archive_of(request), me, study)
     query = urlencode({**{k: v for k, v in _back(form).items() if v}, "done": "released"})
     return RedirectResponse(f"/worklist?{query}", status_code=303)
 
@@ -196,14 +205,16 @@ def _editor(
     if item is None:  # read() let it through: it left the worklist this very moment
         raise Conflict("this study is no longer on your worklist")
     with archive.engine.connect() as conn:
-        held = reporting_worklist.claim_of(conn, study)
+        held = report_claims.claim_of(conn, study)
         opens = queries.patient_of_study(conn, study, scope=access.scope(me)) is not None
-    choices = reports.templates(archive)
+    choices = report_templates.templates(archive)
     chosen = next((t for t in choices if t.name == template), None)
     draft = next((r for r in found if not r.signed), None)
     signed = [r for r in found if r.signed]
-    finals = [r for r in signed if r.status in reports.STORED_AS_SR]
-    fitting = reports.template_for(choices, modalities=item.modalities, body_part=item.body_part)
+    finals = [r for r in signed if r.status in report_versions.FINALS]
+    fitting = report_templates.template_for(
+        choices, modalities=item.modalities, body_part=item.body_part
+    )
     if entered is not None:
         text = entered
     elif chosen is not None:
@@ -225,7 +236,7 @@ def _editor(
         "text": text,
         "error": error,
         "done": DONE.get(request.query_params.get("done", ""), ""),
-        "current": {r.pk: reports.current_text(found, r) for r in signed},
+        "current": {r.pk: report_versions.current_text(found, r) for r in signed},
         "span": span,
     }
     return pages.render(request, "report.html", context, status=status)
@@ -287,7 +298,7 @@ def _rota_page(request: Request, me: Principal, *, error: str = "", status: int 
     context = {
         "on_now": [s for s in found if s.on_at(now)],
         "days": days,
-        "keeper": rota.may_keep(me),
+        "keeper": checks.may_administer(me),
         "keeps": codes if region else [me.trust_code] if me.trust_code else [],
         "region": region,
         "error": error,

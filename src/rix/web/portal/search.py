@@ -19,16 +19,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rix import access, audit
-from rix.access import Principal
+from rix.access import Principal, trail
 from rix.admin import region
 from rix.dataset import nhs
 from rix.errors import Conflict
 from rix.index import people
 from rix.region import trusts
 from rix.retrieve import timeline as timeline_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
-from rix.workflow import reporting_worklist
+from rix.workflow import report_versions
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -117,12 +117,12 @@ def search_page(request: Request, me: User, q: str = "", dob: str = "") -> Respo
                 partners=partners,
             )
         found = _group(rows)
-        access.record(
+        trail.record(
             archive.writer.post,
             me,
             audit.Kind.QUERY,
             audit.Outcome.SUCCESS,
-            access.Touched(nhs_number=nhs_number),
+            trail.Touched(nhs_number=nhs_number),
             {"patient_search": {"text": text, "birth_date": birth}, "records": len(rows)},
         )
     context = {"q": q, "dob": dob, "people": found, "searched": bool(q or dob), "error": error}
@@ -143,7 +143,7 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
     found = timeline_of.of_person(archive, me, nhs_number=nhs_number, patient=patient)
     who = found.records[0] if found.records else None
     with archive.engine.connect() as conn:  # the reports signed here (rix.workflow)
-        reported = reporting_worklist.statuses_of(conn, [s["study_uid"] for s in found.studies])
+        reported = report_versions.statuses_of(conn, [s["study_uid"] for s in found.studies])
     return pages.render(
         request,
         "timeline.html",

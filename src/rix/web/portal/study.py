@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from rix import access
-from rix.access import Principal
+from rix.access import Principal, share_rules
 from rix.errors import Conflict
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
@@ -24,9 +24,9 @@ from rix.region import aes, trusts
 from rix.retrieve import export
 from rix.routing import manage
 from rix.web.auth import authorize_study, source_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
-from rix.workflow import reports as workflow_reports
+from rix.workflow import report_versions
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -61,7 +61,7 @@ def study_page(request: Request, me: User, study: str, sent: str = "") -> Respon
     ]
     reports = [s for s in series if s.get("Modality") in REPORT_MODALITIES]
     with archive_of(request).engine.connect() as conn:  # signed here (rix.workflow)
-        written = workflow_reports.signed_versions(conn, study)
+        written = report_versions.signed_versions(conn, study)
     return pages.render(
         request,
         "study.html",
@@ -72,7 +72,7 @@ def study_page(request: Request, me: User, study: str, sent: str = "") -> Respon
             "reports": reports,
             "report_kinds": REPORT_MODALITIES,
             "written": written,
-            "report_text": workflow_reports.current_text(written, written[-1]) if written else "",
+            "report_text": report_versions.current_text(written, written[-1]) if written else "",
             "destinations": destinations,
             "sent": sent[:16],  # an AE title, shown as text
             "patient_ref": f"{row['IssuerOfPatientID']}/{row['PatientID']}",
@@ -83,7 +83,7 @@ def study_page(request: Request, me: User, study: str, sent: str = "") -> Respon
 
 @router.get("/studies/{study}/download", dependencies=Authorised)
 async def download(request: Request, me: User, study: str) -> Response:
-    access.require_download(me)
+    share_rules.require_download(me)
     return await zip_response(request, me, study)
 
 

@@ -17,10 +17,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from rix.access import Principal
 from rix.region.trusts import all_trusts
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import charts, pages
-from rix.workflow import turnaround
-from rix.workflow.turnaround import BANDS, Summary
+from rix.workflow import turnaround, turnaround_dashboard
+from rix.workflow.turnaround_dashboard import BANDS, Summary
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -73,11 +73,11 @@ async def turnaround_page(
     me: User,
     trust: Filter = "",
     modality: Filter = "",
-    days: Annotated[int, Query(ge=1, le=turnaround.MAX_DAYS)] = 7,
+    days: Annotated[int, Query(ge=1, le=turnaround_dashboard.MAX_DAYS)] = 7,
 ) -> Response:
     archive = archive_of(request)
     found = await run_in_threadpool(
-        turnaround.dashboard, archive, me, trust=trust, modality=modality, days=days
+        turnaround_dashboard.dashboard, archive, me, trust=trust, modality=modality, days=days
     )
     with archive.engine.connect() as conn:
         codes = [t.code for t in all_trusts(conn)]
