@@ -15,17 +15,20 @@ from threading import Lock
 
 from fastapi import Request
 
-from rix import access, audit, sharing
-from rix.access import Principal, Touched
+from rix import access, audit
+from rix.access import EVERYTHING, Principal, share_rules, trail
+from rix.access.trail import Touched
 from rix.auth import identify
 from rix.auth.credentials import CredentialKind
 from rix.errors import AccessDenied, NotFound, Unauthenticated
 from rix.index import queries
+from rix.sharing import sessions
 from rix.web import csrf
-from rix.web.dicomweb.errors import archive_of, check_uids
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import check_uids
 
 SESSION_COOKIE = "rix_session"
-SHARE_COOKIE = "rix_share"  # a second-opinion link's browser session (rix.sharing)
+SHARE_COOKIE = "rix_share"  # a second-opinion link's browser session (rix.sharing.sessions)
 VIEW_SUFFIXES = ("/metadata", "/rendered", "/thumbnail")
 VIEW_PARTS = ("/frames/", "/bulk/")
 VIEW_WINDOW = 300.0  # seconds in which repeated views of a study are one audit event
@@ -73,7 +76,7 @@ def caller(request: Request) -> Principal:
             anonymous = Principal(
                 kind=access.PrincipalKind.USER, name="", source=source_of(request)
             )
-            access.record_login(
+            trail.record_login(
                 archive.writer.submit, anonymous, audit.Outcome.REFUSED, "bearer", reason=exc.reason
             )
         raise
@@ -85,15 +88,15 @@ def caller(request: Request) -> Principal:
 def _share_caller(request: Request, secret: str) -> Principal:
     """The holder of an opened share link: looked up on every request (no cache), so a
     revoked or expired share ends here at once; limited to the routes a share reads
-    (``access.require_share_route``) and, by ``access.scope``, to its studies."""
+    (``access.share_rules.require_share_route``) and, by ``access.scope``, to its studies."""
     with archive_of(request).engine.connect() as conn:
-        session = sharing.session_of(conn, secret)
+        session = sessions.session_of(conn, secret)
     if session is None:
         raise Unauthenticated("this shared link's session has ended: open the link again")
     if not session.verified:
         raise Unauthenticated("enter the PIN first")
     principal = session.share.principal(source_of(request))
-    access.require_share_route(principal, request.method, request.url.path)
+    share_rules.require_share_route(principal, request.method, request.url.path)
     request.state.principal = principal
     return principal
 
@@ -151,13 +154,15 @@ def check_study(request: Request, study_uid: str) -> None:
     with archive.engine.connect() as conn:
         visible = queries.patient_of_study(conn, study_uid, scope=access.scope(principal))
         hidden = (
-            None if visible is not None else queries.patient_of_study(conn, study_uid, scope=None)
+            None
+            if visible is not None
+            else queries.patient_of_study(conn, study_uid, scope=EVERYTHING)
         )
     if visible is None:
         if hidden is None:
             raise NotFound("no such study")
         touched = Touched(study_uid=study_uid, patient=hidden.ref, nhs_number=hidden.nhs_number)
-        access.record(
+        trail.record(
             archive.writer.post,
             principal,
             kind,
@@ -169,7 +174,7 @@ def check_study(request: Request, study_uid: str) -> None:
     if kind is audit.Kind.VIEW and not RECENT_VIEWS.first(principal, study_uid):
         return
     touched = Touched(study_uid=study_uid, patient=visible.ref, nhs_number=visible.nhs_number)
-    access.record(
+    trail.record(
         archive.writer.post,
         principal,
         kind,

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
-from rix import sharing
-from rix.web.api.region import RowId
+from rix.sharing import links
+from rix.sharing.record import Share
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
+from rix.web.fields import RowId
 from rix.web.portal.share_owner import base_url
 
 router = APIRouter(prefix="/api", tags=["shares"])
@@ -21,7 +22,7 @@ Uid = Annotated[str, StringConstraints(pattern=r"^[0-9.]{1,64}$")]
 
 
 class ShareIn(BaseModel):
-    studies: list[Uid] = Field(min_length=1, max_length=sharing.MAX_STUDIES)
+    studies: list[Uid] = Field(min_length=1, max_length=links.MAX_STUDIES)
     recipient_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     recipient_email: Annotated[str, StringConstraints(min_length=3, max_length=254)]
     purpose: Annotated[str, StringConstraints(max_length=2000)] = ""
@@ -31,7 +32,7 @@ class ShareIn(BaseModel):
     pin: bool = False
 
 
-def as_dict(share: sharing.Share) -> dict[str, Any]:
+def as_dict(share: Share) -> dict[str, Any]:
     return {
         "id": share.pk,
         "state": share.state(),
@@ -62,7 +63,7 @@ def as_dict(share: sharing.Share) -> dict[str, Any]:
 
 @router.post("/shares", status_code=201, summary="Share studies of one patient for an opinion")
 def create_share(request: Request, body: ShareIn) -> dict[str, Any]:
-    created = sharing.create(
+    created = links.create(
         archive_of(request),
         principal_of(request),
         study_uids=body.studies,
@@ -87,21 +88,21 @@ def create_share(request: Request, body: ShareIn) -> dict[str, Any]:
 @router.get("/shares", summary="Shares you manage, newest first")
 def list_shares(request: Request) -> list[dict[str, Any]]:
     with archive_of(request).engine.connect() as conn:
-        return [as_dict(s) for s in sharing.visible_to(conn, principal_of(request))]
+        return [as_dict(s) for s in links.visible_to(conn, principal_of(request))]
 
 
 @router.get("/shares/{share_id}", summary="One share, with every use of its link")
 def get_share(request: Request, share_id: RowId) -> dict[str, Any]:
     archive = archive_of(request)
     with archive.engine.connect() as conn:
-        share = sharing.managed(conn, principal_of(request), share_id)
-    views = sharing.views(archive, share)
+        share = links.managed(conn, principal_of(request), share_id)
+    views = links.views(archive, share)
     return {**as_dict(share), "uses": [v.as_dict() for v in views]}
 
 
 @router.post("/shares/{share_id}/revoke", summary="Close a share's link now")
 async def revoke_share(request: Request, share_id: RowId) -> dict[str, Any]:
     share = await run_in_threadpool(
-        sharing.revoke, archive_of(request), principal_of(request), share_id
+        links.revoke, archive_of(request), principal_of(request), share_id
     )
     return as_dict(share)

@@ -1,8 +1,8 @@
 """The sender's side of second opinions: share studies of a patient, list shares with
 every use of each link, read the opinions that came back, and revoke.
 
-Who may do what is ``rix.access`` (``require_share``, ``may_manage_share``); the shares
-themselves are ``rix.sharing``; these routes only turn forms into calls and pages.
+Who may do what is ``rix.access.share_rules`` (``require_share``, ``may_manage_share``); the
+shares themselves are ``rix.sharing``; these routes only turn forms into calls and pages.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
-from rix import access, sharing
-from rix.access import Principal
+from rix import access
+from rix.access import Principal, share_rules
 from rix.errors import Conflict
+from rix.index import queries
 from rix.index.database import begin_write
-from rix.index.schema import studies, trusts
-from rix.web.dicomweb.errors import archive_of
+from rix.sharing import links, opinions
+from rix.web.context import archive_of
 from rix.web.portal import pages
 
 router = APIRouter(include_in_schema=False)
@@ -35,41 +35,13 @@ def base_url(request: Request) -> str:
 def _patient_studies(request: Request, me: Principal, study_uid: str) -> list[dict[str, Any]]:
     """The other studies of the same patient the user may see: candidates to share with
     the one they started from."""
-    scope = access.scope(me)
     with archive_of(request).engine.connect() as conn:
-        first = conn.execute(
-            select(studies.c.person_pk, studies.c.patient_pk).where(
-                studies.c.study_uid == study_uid
-            )
-        ).first()
-        if first is None:
-            return []
-        same = (
-            studies.c.person_pk == first.person_pk
-            if first.person_pk is not None
-            else studies.c.patient_pk == first.patient_pk
-        )
-        query = (
-            select(
-                studies.c.study_uid,
-                studies.c.study_date,
-                studies.c.study_description,
-                studies.c.modalities,
-                trusts.c.code.label("trust"),
-            )
-            .outerjoin(trusts, trusts.c.id == studies.c.trust_pk)
-            .where(same)
-            .order_by(studies.c.study_date.desc())
-            .limit(100)
-        )
-        if scope is not None:
-            query = query.where(scope)
-        return [dict(r._mapping) for r in conn.execute(query)]
+        return queries.studies_beside(conn, study_uid, scope=access.scope(me))
 
 
 @router.get("/shares/new", response_class=HTMLResponse)
 def new_share(request: Request, me: User, study: str = "") -> Response:
-    access.require_share(me)
+    share_rules.require_share(me)
     candidates = _patient_studies(request, me, study[:64])
     if not any(c["study_uid"] == study for c in candidates):
         raise Conflict("start a share from a study you can see")
@@ -92,7 +64,7 @@ async def create(request: Request, me: User) -> Response:
     except ValueError:
         raise Conflict("the expiry is a number of days") from None
     created = await run_in_threadpool(
-        lambda: sharing.create(
+        lambda: links.create(
             archive_of(request),
             me,
             study_uids=chosen,
@@ -109,13 +81,13 @@ async def create(request: Request, me: User) -> Response:
 
 
 def _all_values(body: str, name: str) -> list[str]:
-    return parse_qs(body).get(name, [])[: sharing.MAX_STUDIES + 1]
+    return parse_qs(body).get(name, [])[: links.MAX_STUDIES + 1]
 
 
 @router.get("/shares", response_class=HTMLResponse)
 def share_list(request: Request, me: User) -> Response:
     with archive_of(request).engine.connect() as conn:
-        found = sharing.visible_to(conn, me)
+        found = links.visible_to(conn, me)
     return pages.render(request, "shares.html", {"shares": found})
 
 
@@ -123,15 +95,15 @@ def share_list(request: Request, me: User) -> Response:
 def share_page(request: Request, me: User, share_pk: int) -> Response:
     archive = archive_of(request)
     with begin_write(archive.engine) as conn:
-        share = sharing.managed(conn, me, share_pk)
+        share = links.managed(conn, me, share_pk)
         if share.owner_pk == me.user_pk:
-            sharing.mark_seen(conn, share)
-    views = sharing.views(archive, share)
+            opinions.mark_seen(conn, share)
+    views = links.views(archive, share)
     return pages.render(request, "share_detail.html", {"share": share, "views": views})
 
 
 @router.post("/shares/{share_pk}/revoke")
 async def revoke(request: Request, me: User, share_pk: int) -> Response:
     await pages.form_of(request)
-    await run_in_threadpool(sharing.revoke, archive_of(request), me, share_pk)
+    await run_in_threadpool(links.revoke, archive_of(request), me, share_pk)
     return RedirectResponse(f"/shares/{share_pk}", status_code=303)

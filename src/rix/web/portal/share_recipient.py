@@ -2,7 +2,7 @@
 studies, open them in the viewer, download them when allowed, and send an opinion back.
 
 No account is needed, so these routes are public; what they reach is the share's own
-session (``rix.sharing``), and every study route passes the same ``check_study`` as the
+session (``rix.sharing.sessions``), and every study route passes the same ``check_study`` as the
 portal and DICOMweb, under the share's scope. Answers carry ``Referrer-Policy:
 no-referrer`` and ``no-store``; the link's token arrives only in a POST body (from the
 URL fragment, which browsers never send), never in a URL the server or a proxy logs.
@@ -16,13 +16,15 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from rix import access, sharing
+from rix import access
+from rix.access import share_rules
 from rix.errors import AccessDenied, RixError
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
+from rix.sharing import opinions, pins, sessions
 from rix.web import csrf
 from rix.web.auth import SHARE_COOKIE, caller, check_study, source_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
 from rix.web.portal.study import zip_response
 
@@ -43,10 +45,10 @@ def _closed(request: Request, exc: RixError) -> HTMLResponse:
     return response
 
 
-def _session(request: Request) -> sharing.Session | None:
+def _session(request: Request) -> sessions.Session | None:
     with archive_of(request).engine.connect() as conn:
         secret = request.cookies.get(SHARE_COOKIE, "")
-        return sharing.session_of(conn, secret, with_studies=True)
+        return sessions.session_of(conn, secret, with_studies=True)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -70,7 +72,7 @@ async def open_link(request: Request) -> Response:
     form = await pages.fields_of(request)
     try:
         share, secret = await run_in_threadpool(
-            sharing.open_link, archive_of(request), form.get("token", "")[:200], source_of(request)
+            sessions.open_link, archive_of(request), form.get("token", "")[:200], source_of(request)
         )
     except RixError as exc:
         return _closed(request, exc)
@@ -79,7 +81,7 @@ async def open_link(request: Request) -> Response:
     response.set_cookie(
         SHARE_COOKIE,
         secret,
-        max_age=int(sharing.SESSION_SECONDS),
+        max_age=int(sessions.SESSION_SECONDS),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -105,7 +107,7 @@ async def pin(request: Request) -> Response:
     secret = request.cookies.get(SHARE_COOKIE, "")
     try:
         await run_in_threadpool(
-            sharing.check_pin, archive, secret, form.get("pin", "")[:32], source_of(request)
+            pins.check, archive, secret, form.get("pin", "")[:32], source_of(request)
         )
     except AccessDenied as exc:
         found = _session(request)
@@ -158,7 +160,7 @@ async def opinion(request: Request) -> Response:
         return _ended(request)
     try:
         await run_in_threadpool(
-            lambda: sharing.add_opinion(
+            lambda: opinions.add(
                 archive_of(request),
                 found,
                 study_uid=form.get("study", "")[:64],
@@ -180,7 +182,7 @@ async def download(request: Request, study: str) -> Response:
         return _ended(request)
     try:
         principal = caller(request)
-        access.require_download(principal)
+        share_rules.require_download(principal)
         check_study(request, study)
     except RixError as exc:
         return _render(request, "share_closed.html", {"reason": exc.reason}, status=exc.http_status)
@@ -192,7 +194,7 @@ async def leave(request: Request) -> Response:
     await _form(request)
     secret = request.cookies.get(SHARE_COOKIE, "")
     if secret:
-        await run_in_threadpool(sharing.end_session, archive_of(request), secret)
+        await run_in_threadpool(sessions.end_session, archive_of(request), secret)
     response = _render(
         request, "share_closed.html", {"reason": "You have left the shared studies."}
     )
