@@ -1,7 +1,9 @@
-"""Every setting is documented: in the README table and in `rix serve --help` (STYLE rule 17)."""
+"""Every setting is documented: in the README table and in `rix serve --help` (STYLE rule 17),
+and each is read under the names its one declaration gives it (``rix.config.SETTINGS``)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -9,19 +11,35 @@ from pathlib import Path
 
 import pytest
 
-from rix.config import SETTINGS_HELP, Settings, SettingsError, load
+from rix.config import SETTINGS, Setting, Settings, SettingsError, load
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 NAMES = [f.name for f in fields(Settings)]
+ROW = re.compile(r"^\| `(\w+)` \| `(RIX_\w+)` \| ([^|]*) \|", re.MULTILINE)
 
 
 def test_every_setting_has_help_text() -> None:
-    assert sorted(SETTINGS_HELP) == sorted(NAMES)
+    assert list(SETTINGS) == NAMES
+    for declared in SETTINGS.values():
+        assert declared.text and declared.env in declared.help
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_setting_is_in_the_readme_table(name: str) -> None:
-    assert f"| `{name}` | `RIX_{name.upper()}` |" in README
+    assert f"| `{name}` | `{SETTINGS[name].env}` |" in README
+
+
+def test_the_readme_table_names_each_declared_setting_once_with_its_default() -> None:
+    rows = ROW.findall(README)
+    assert [name for name, _, _ in rows] == NAMES
+    for name, env, default in rows:
+        declared = SETTINGS[name]
+        assert env == declared.env
+        if default.startswith("empty"):
+            assert declared.shown == "", name
+        else:
+            written = default.split("`")[1]
+            assert declared.shown == written or declared.shown.startswith(written + " "), name
 
 
 def test_every_setting_is_a_flag_of_rix_serve() -> None:
@@ -34,6 +52,27 @@ def test_every_setting_is_a_flag_of_rix_serve() -> None:
     )
     for name in NAMES:
         assert "--" + name.replace("_", "-") in result.stdout
+        assert SETTINGS[name].env in result.stdout
+
+
+def _as_text(declared: Setting) -> str:
+    """The default written as a person would write it in a variable or the TOML file."""
+    if declared.kind is str and not isinstance(declared.default, str):
+        return declared.shown  # parsed from text: its default is that text
+    if declared.kind is bool:
+        return declared.shown
+    return str(declared.default)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_setting_is_read_from_its_variable_and_its_toml_key(
+    name: str, tmp_path: Path
+) -> None:
+    declared = SETTINGS[name]
+    assert load(env={declared.env: _as_text(declared)}) == Settings()
+    toml = tmp_path / "rix.toml"
+    toml.write_text(f"{declared.toml_key} = {_as_text(declared)!r}\n".replace("'", '"'))
+    assert load(env={}, toml_path=toml) == Settings()
 
 
 def test_flags_override_environment_which_overrides_toml(tmp_path: Path) -> None:
@@ -55,6 +94,8 @@ def test_flags_override_environment_which_overrides_toml(tmp_path: Path) -> None
         {"ae_title": "A" * 17},
         {"http": "nohostport"},
         {"duplicate_policy": "overwrite"},
+        {"turnaround_targets": "urgent=1h"},
+        {"report_destinations": "NGH=host"},
     ],
 )
 def test_invalid_settings_are_refused_at_start(bad: dict[str, object]) -> None:

@@ -1,24 +1,39 @@
 """Settings: one typed object, read once at start.
 
-Precedence is flags > environment (``RIX_*``) > TOML file > defaults. Every field is
-documented in ``SETTINGS_HELP``; a test checks that each one appears in the README and in
-``rix serve --help`` so no setting is ever undocumented.
+Each setting is declared once, as a field of ``Settings``: its name, type, default and help
+text. From that one declaration come its ``RIX_*`` environment variable, its TOML key, its
+``rix serve`` option (``SETTINGS``) and its parsing, so a setting cannot be added to one of
+them and forgotten in another. Precedence is flags > environment > TOML file > defaults; a
+test checks that each setting appears in the README and in ``rix serve --help``.
+
+Settings with structure (``turnaround_targets``, ``report_destinations``) are parsed here
+into typed values, so the modules that use them read a mapping, never re-parse text, and a
+mistake is refused at start.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
 
 # where `make viewer` installs the OHIF viewer: build/ beside src/, never committed
 SOURCE_TREE = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value rix cannot use; raised at start, never later."""
 
 
 class DuplicatePolicy(StrEnum):
@@ -34,61 +49,288 @@ class DuplicatePolicy(StrEnum):
     REJECT = "reject"  # answer a failure; the new bytes are kept as a conflict for review
 
 
+class Priority(StrEnum):
+    """What turnaround targets key on (the reporting worklist, the dashboard); an order's
+    priority, most urgent first. Declared with the settings because ``turnaround_targets``
+    names them."""
+
+    EMERGENCY = "emergency"
+    INPATIENT = "inpatient"
+    OUTPATIENT = "outpatient"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportDestination:
+    """A trust's RIS or EPR that receives its signed reports as HL7 ORU^R01 over MLLP."""
+
+    trust: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# --- parsing a setting's text -----------------------------------------------------------------
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``90m``, ``24h``, ``7d``, or plain seconds."""
+    found = _DURATION.match(text.lower())
+    if found is None:
+        raise SettingsError(f"{text!r} is not a duration such as 24h")
+    return float(found[1]) * _UNITS[found[2] or "s"]
+
+
+def parse_turnaround_targets(text: str) -> Mapping[str, float]:
+    """``emergency=1h,inpatient=24h,outpatient=7d`` as seconds per priority."""
+    found: dict[str, float] = {}
+    names = [p.value for p in Priority]
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in names:
+            raise SettingsError(
+                f"{item!r} is not priority=duration (priorities: {', '.join(names)})"
+            )
+        found[name] = parse_duration(value)
+    if not found:
+        raise SettingsError("names no priority")
+    return MappingProxyType(found)
+
+
+def parse_report_destinations(text: str) -> Mapping[str, ReportDestination]:
+    """``TRUST=host:port,...`` by trust code."""
+    found: dict[str, ReportDestination] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        code, sep, address = item.partition("=")
+        host, colon, port = address.strip().rpartition(":")
+        code = code.strip().upper()
+        if not (sep and colon and code and host and port.isdigit() and 0 < int(port) < 65536):
+            raise SettingsError(f"{item!r} is not TRUST=host:port")
+        found[code] = ReportDestination(trust=code, host=host.strip("[]"), port=int(port))
+    return MappingProxyType(found)
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in ("1", "true", "yes", "on")
+
+
+# --- declaring a setting ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Declared:
+    text: str
+    shown: str | None  # the default as the help writes it; None: from the default itself
+    parse: Callable[[str], Any] | None  # None: from the field's type
+    flags: tuple[str, ...]
+
+
+def setting(default: T, text: str, *, shown: str | None = None, flags: tuple[str, ...] = ()) -> T:
+    """A field of ``Settings`` with its help ``text`` (without the environment variable or
+    the default, which the help adds); ``flags`` spell the ``rix serve`` option when the
+    name's own ``--dashed-name`` is not all of it."""
+    declared = _Declared(text=text, shown=shown, parse=None, flags=flags)
+    return field(default=default, metadata={"setting": declared})
+
+
+def parsed_setting(default: str, parse: Callable[[str], T], text: str) -> T:
+    """A field whose value is parsed from text (flag, variable, TOML), its default too."""
+    declared = _Declared(text=text, shown=default, parse=parse, flags=())
+    made: T = field(default_factory=lambda: parse(default), metadata={"setting": declared})
+    return made
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    data: Path = Path("rix-data")
-    database_url: str = ""
-    dicom_host: str = "127.0.0.1"
-    dicom_port: int = 11112
-    ae_title: str = "RIX"
-    http: str = "127.0.0.1:8042"
-    accept_any_ae: bool = False
-    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
-    max_associations: int = 32
-    dicom_timeout: float = 30.0
-    max_upload_mb: int = 2048
-    break_glass_hours: float = 4.0
-    session_hours: float = 10.0
-    oidc_issuer: str = ""
-    oidc_audience: str = ""
-    oidc_jwks_url: str = ""
-    oidc_username_claim: str = "preferred_username"
-    oidc_client_id: str = ""
-    oidc_client_secret: str = ""
-    oidc_authorization_url: str = ""
-    oidc_token_url: str = ""
-    oidc_redirect_base: str = ""
-    audit_syslog: str = ""
-    audit_syslog_ca: str = ""
-    dicom_tls_port: int = 0
-    dicom_tls_cert: str = ""
-    dicom_tls_key: str = ""
-    dicom_tls_ca: str = ""
-    roles: str = "web,dicom,worker"
-    workers: int = 2
-    stable_seconds: float = 10.0
-    job_give_up_hours: float = 24.0
-    alert_webhook: str = ""
-    transfer_days: int = 365
-    hl7_port: int = 0
-    import_expiry_hours: float = 24.0
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_from: str = "rix@localhost"
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
-    public_url: str = ""
-    share_max_days: int = 30
-    turnaround_targets: str = "emergency=1h,inpatient=24h,outpatient=7d"
-    turnaround_backlog: int = 50
-    turnaround_check_minutes: float = 5.0
-    turnaround_webhook: str = ""
-    turnaround_email: str = ""
-    prefetch_priors: int = 3
-    report_destinations: str = ""
-    viewer_dir: Path = SOURCE_TREE / "build" / "ohif"
-    portal_assets_dir: Path = SOURCE_TREE / "build" / "assets"
+    """Every setting of rix. Each field is one declaration (see ``setting``): the name is
+    also the TOML key, ``RIX_`` + the name in capitals the environment variable, and
+    ``--`` + the name with dashes the ``rix serve`` option."""
+
+    data: Path = setting(
+        Path("rix-data"), "Data folder: SQLite index and object files.", shown="./rix-data"
+    )
+    database_url: str = setting(
+        "",
+        "Index database URL; empty means SQLite in the data folder; postgresql://... uses "
+        "PostgreSQL.",
+    )
+    dicom_host: str = setting("127.0.0.1", "Address the DICOM listener binds.")
+    dicom_port: int = setting(11112, "DICOM listener port.")
+    ae_title: str = setting("RIX", "rix's own DICOM AE title.")
+    http: str = setting("127.0.0.1:8042", "HTTP listener host:port.")
+    accept_any_ae: bool = setting(
+        False,
+        "Accept associations from calling AE titles not in the AE registry; the demo turns it on.",
+        flags=("--accept-any-ae/--registered-ae-only",),
+    )
+    duplicate_policy: DuplicatePolicy = setting(
+        DuplicatePolicy.KEEP_FIRST,
+        "Same SOP Instance UID with different bytes: keep-first (warning), keep-latest, or "
+        "reject. No copy is ever deleted.",
+    )
+    max_associations: int = setting(32, "Concurrent DICOM associations.")
+    dicom_timeout: float = setting(30.0, "DIMSE/network timeout in seconds.")
+    max_upload_mb: int = setting(
+        2048, "Largest STOW-RS request body in MiB; larger ones get 413 before being read."
+    )
+    break_glass_hours: float = setting(
+        4.0,
+        "How long a break-glass declaration opens a patient's records at other trusts.",
+    )
+    session_hours: float = setting(10.0, "Lifetime of a login session cookie.")
+    oidc_issuer: str = setting(
+        "", "OpenID Connect issuer whose bearer tokens rix accepts; empty turns OIDC off."
+    )
+    oidc_audience: str = setting("", "Audience (aud) OIDC tokens must be issued for.")
+    oidc_jwks_url: str = setting("", "URL of the issuer's signing keys (JWKS).")
+    oidc_username_claim: str = setting(
+        "preferred_username",
+        "Claim naming the rix user an OIDC token stands for; roles and trust come from that "
+        "rix user.",
+    )
+    oidc_client_id: str = setting(
+        "",
+        "rix's client ID at the identity provider; set, the sign-in page offers single "
+        "sign-on (authorization code flow with PKCE).",
+    )
+    oidc_client_secret: str = setting(
+        "",
+        "rix's client secret, sent with client_secret_basic; empty makes rix a public client "
+        "relying on PKCE alone. Prefer the environment variable to the flag.",
+    )
+    oidc_authorization_url: str = setting(
+        "", "The identity provider's authorization endpoint, where browsers sign in."
+    )
+    oidc_token_url: str = setting(
+        "", "The identity provider's token endpoint, where rix exchanges the code."
+    )
+    oidc_redirect_base: str = setting(
+        "",
+        "rix's external origin as browsers see it (https://rix.region.example), for the "
+        "redirect URI registered at the identity provider; empty derives it from each "
+        "request.",
+    )
+    audit_syslog: str = setting(
+        "",
+        "Audit repository for DICOM audit messages (PS3.15 A.5) over syslog: "
+        "tcp://host:port or tls://host:port; empty sends none.",
+    )
+    audit_syslog_ca: str = setting(
+        "", "CA certificate file that signs the audit repository's TLS certificate."
+    )
+    dicom_tls_port: int = setting(
+        0, "Port of the DICOM TLS listener (PS3.15 B.9, BCP 195); 0 turns it off."
+    )
+    dicom_tls_cert: str = setting("", "PEM certificate of the DICOM TLS listener.")
+    dicom_tls_key: str = setting("", "PEM private key of the DICOM TLS listener.")
+    dicom_tls_ca: str = setting(
+        "",
+        "PEM CA certificates that sign client certificates; when set, DICOM TLS peers must "
+        "present one.",
+    )
+    roles: str = setting(
+        "web,dicom,worker",
+        "What this process serves, comma-separated: web, dicom, worker; at region scale run "
+        "each on as many nodes as needed.",
+        flags=("--roles", "--role"),
+    )
+    workers: int = setting(2, "Job worker threads of a worker process.")
+    stable_seconds: float = setting(
+        10.0,
+        "A study is stable, and routing rules run, this many seconds after its last instance "
+        "arrived.",
+    )
+    job_give_up_hours: float = setting(
+        24.0,
+        "A job still failing this long after it was queued is dead-lettered with an alert.",
+    )
+    alert_webhook: str = setting(
+        "", "URL that receives a JSON POST for every dead-lettered job; empty only logs."
+    )
+    transfer_days: int = setting(
+        365, "A patient transfer sends studies of this many days back; 0 sends all."
+    )
+    hl7_port: int = setting(
+        0,
+        "Port of the HL7 v2 MLLP listener (orders ORM/OMI, ADT patients and transfers); 0 "
+        "turns it off.",
+    )
+    import_expiry_hours: float = setting(
+        24.0,
+        "A browser import (outside media uploaded to the portal) not finished this many "
+        "hours after its last change is deleted with its files; a finished one's files go "
+        "at once.",
+    )
+    turnaround_targets: Mapping[str, float] = parsed_setting(
+        "emergency=1h,inpatient=24h,outpatient=7d",
+        parse_turnaround_targets,
+        "Report turnaround target per order priority, from the study's arrival to its first "
+        "preliminary or final report: priority=duration with s, m, h or d; a priority not "
+        "named takes the longest.",
+    )
+    turnaround_backlog: int = setting(
+        50,
+        "Unreported studies of one trust past which a backlog alert is raised, once a day; "
+        "0 turns it off.",
+    )
+    turnaround_check_minutes: float = setting(
+        5.0, "How often a worker looks for turnaround breaches and backlogs."
+    )
+    turnaround_webhook: str = setting(
+        "",
+        "URL POSTed a JSON alert for every turnaround breach and backlog; empty uses "
+        "alert_webhook.",
+    )
+    turnaround_email: str = setting(
+        "",
+        "Who is emailed turnaround alerts: addresses, comma-separated; CODE=address gets "
+        "trust CODE's alerts only (needs smtp_host).",
+    )
+    prefetch_priors: int = setting(
+        3,
+        "How many relevant priors (same modality or body part, newest first) an order "
+        "prefetches from other trusts.",
+    )
+    report_destinations: Mapping[str, ReportDestination] = parsed_setting(
+        "",
+        parse_report_destinations,
+        "Where signed reports go as HL7 ORU^R01 over MLLP, each trust's to its own RIS or "
+        "EPR: TRUST=host:port, comma-separated; a trust not named gets none.",
+    )
+    smtp_host: str = setting("", "SMTP server for email (share links, alerts); empty sends none.")
+    smtp_port: int = setting(25, "SMTP server port.")
+    smtp_from: str = setting("rix@localhost", "Sender address of rix's email.")
+    smtp_username: str = setting("", "SMTP login; empty sends without one.")
+    smtp_password: str = setting("", "SMTP password. Prefer the environment variable to the flag.")
+    smtp_starttls: bool = setting(
+        False, "Upgrade the SMTP connection with STARTTLS before logging in."
+    )
+    public_url: str = setting(
+        "",
+        "rix's address as people outside see it (https://rix.region.example), for links in "
+        "email; empty uses the address of the request that made the link.",
+    )
+    share_max_days: int = setting(30, "Longest a second-opinion share link may last, in days.")
+    viewer_dir: Path = setting(
+        SOURCE_TREE / "build" / "ohif",
+        "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make viewer`.",
+        shown="build/ohif beside rix's source",
+    )
+    portal_assets_dir: Path = setting(
+        SOURCE_TREE / "build" / "assets",
+        "Folder holding htmx.min.js for the portal pages, installed by `make assets`; the "
+        "pages work without it, with full page loads.",
+        shown="build/assets beside rix's source",
+    )
 
     @property
     def role_set(self) -> frozenset[str]:
@@ -114,178 +356,74 @@ class Settings:
         return int(self.http.rsplit(":", 1)[1])
 
 
-SETTINGS_HELP: dict[str, str] = {
-    "data": "Data folder: SQLite index and object files (env RIX_DATA, default ./rix-data).",
-    "database_url": (
-        "Index database URL; empty means SQLite in the data folder; postgresql://... uses "
-        "PostgreSQL (env RIX_DATABASE_URL)."
-    ),
-    "dicom_host": "Address the DICOM listener binds (env RIX_DICOM_HOST, default 127.0.0.1).",
-    "dicom_port": "DICOM listener port (env RIX_DICOM_PORT, default 11112).",
-    "ae_title": "rix's own DICOM AE title (env RIX_AE_TITLE, default RIX).",
-    "http": "HTTP listener host:port (env RIX_HTTP, default 127.0.0.1:8042).",
-    "accept_any_ae": (
-        "Accept associations from calling AE titles not in the AE registry "
-        "(env RIX_ACCEPT_ANY_AE, default false; the demo turns it on)."
-    ),
-    "duplicate_policy": (
-        "Same SOP Instance UID with different bytes: keep-first (warning), keep-latest, or "
-        "reject (env RIX_DUPLICATE_POLICY, default keep-first). No copy is ever deleted."
-    ),
-    "max_associations": "Concurrent DICOM associations (env RIX_MAX_ASSOCIATIONS, default 32).",
-    "dicom_timeout": "DIMSE/network timeout in seconds (env RIX_DICOM_TIMEOUT, default 30).",
-    "max_upload_mb": (
-        "Largest STOW-RS request body in MiB; larger ones get 413 before being read "
-        "(env RIX_MAX_UPLOAD_MB, default 2048)."
-    ),
-    "break_glass_hours": (
-        "How long a break-glass declaration opens a patient's records at other trusts "
-        "(env RIX_BREAK_GLASS_HOURS, default 4)."
-    ),
-    "session_hours": "Lifetime of a login session cookie (env RIX_SESSION_HOURS, default 10).",
-    "oidc_issuer": (
-        "OpenID Connect issuer whose bearer tokens rix accepts; empty turns OIDC off "
-        "(env RIX_OIDC_ISSUER)."
-    ),
-    "oidc_audience": "Audience (aud) OIDC tokens must be issued for (env RIX_OIDC_AUDIENCE).",
-    "oidc_jwks_url": "URL of the issuer's signing keys (JWKS) (env RIX_OIDC_JWKS_URL).",
-    "oidc_username_claim": (
-        "Claim naming the rix user an OIDC token stands for (env RIX_OIDC_USERNAME_CLAIM, "
-        "default preferred_username); roles and trust come from that rix user."
-    ),
-    "oidc_client_id": (
-        "rix's client ID at the identity provider; set, the sign-in page offers single "
-        "sign-on (authorization code flow with PKCE) (env RIX_OIDC_CLIENT_ID)."
-    ),
-    "oidc_client_secret": (
-        "rix's client secret, sent with client_secret_basic; empty makes rix a public client "
-        "relying on PKCE alone (env RIX_OIDC_CLIENT_SECRET; prefer it to the flag)."
-    ),
-    "oidc_authorization_url": (
-        "The identity provider's authorization endpoint, where browsers sign in "
-        "(env RIX_OIDC_AUTHORIZATION_URL)."
-    ),
-    "oidc_token_url": (
-        "The identity provider's token endpoint, where rix exchanges the code "
-        "(env RIX_OIDC_TOKEN_URL)."
-    ),
-    "oidc_redirect_base": (
-        "rix's external origin as browsers see it (https://rix.region.example), for the "
-        "redirect URI registered at the identity provider; empty derives it from each request "
-        "(env RIX_OIDC_REDIRECT_BASE)."
-    ),
-    "audit_syslog": (
-        "Audit repository for DICOM audit messages (PS3.15 A.5) over syslog: "
-        "tcp://host:port or tls://host:port; empty sends none (env RIX_AUDIT_SYSLOG)."
-    ),
-    "audit_syslog_ca": (
-        "CA certificate file that signs the audit repository's TLS certificate "
-        "(env RIX_AUDIT_SYSLOG_CA)."
-    ),
-    "dicom_tls_port": (
-        "Port of the DICOM TLS listener (PS3.15 B.9, BCP 195); 0 turns it off "
-        "(env RIX_DICOM_TLS_PORT)."
-    ),
-    "dicom_tls_cert": "PEM certificate of the DICOM TLS listener (env RIX_DICOM_TLS_CERT).",
-    "dicom_tls_key": "PEM private key of the DICOM TLS listener (env RIX_DICOM_TLS_KEY).",
-    "dicom_tls_ca": (
-        "PEM CA certificates that sign client certificates; when set, DICOM TLS peers must "
-        "present one (env RIX_DICOM_TLS_CA)."
-    ),
-    "roles": (
-        "What this process serves, comma-separated: web, dicom, worker (env RIX_ROLES, "
-        "default all three); at region scale run each on as many nodes as needed."
-    ),
-    "workers": "Job worker threads of a worker process (env RIX_WORKERS, default 2).",
-    "stable_seconds": (
-        "A study is stable, and routing rules run, this many seconds after its last "
-        "instance arrived (env RIX_STABLE_SECONDS, default 10)."
-    ),
-    "job_give_up_hours": (
-        "A job still failing this long after it was queued is dead-lettered with an alert "
-        "(env RIX_JOB_GIVE_UP_HOURS, default 24)."
-    ),
-    "alert_webhook": (
-        "URL that receives a JSON POST for every dead-lettered job; empty only logs "
-        "(env RIX_ALERT_WEBHOOK)."
-    ),
-    "transfer_days": (
-        "A patient transfer sends studies of this many days back; 0 sends all "
-        "(env RIX_TRANSFER_DAYS, default 365)."
-    ),
-    "hl7_port": (
-        "Port of the HL7 v2 MLLP listener (orders ORM/OMI, ADT patients and transfers); 0 "
-        "turns it off (env RIX_HL7_PORT)."
-    ),
-    "import_expiry_hours": (
-        "A browser import (outside media uploaded to the portal) not finished this many "
-        "hours after its last change is deleted with its files; a finished one's files go "
-        "at once (env RIX_IMPORT_EXPIRY_HOURS, default 24)."
-    ),
-    "smtp_host": (
-        "SMTP server for email (share links, alerts); empty sends none (env RIX_SMTP_HOST)."
-    ),
-    "smtp_port": "SMTP server port (env RIX_SMTP_PORT, default 25).",
-    "smtp_from": "Sender address of rix's email (env RIX_SMTP_FROM, default rix@localhost).",
-    "smtp_username": "SMTP login; empty sends without one (env RIX_SMTP_USERNAME).",
-    "smtp_password": "SMTP password (env RIX_SMTP_PASSWORD; prefer it to the flag).",
-    "smtp_starttls": (
-        "Upgrade the SMTP connection with STARTTLS before logging in "
-        "(env RIX_SMTP_STARTTLS, default false)."
-    ),
-    "public_url": (
-        "rix's address as people outside see it (https://rix.region.example), for links in "
-        "email; empty uses the address of the request that made the link (env RIX_PUBLIC_URL)."
-    ),
-    "share_max_days": (
-        "Longest a second-opinion share link may last, in days (env RIX_SHARE_MAX_DAYS, "
-        "default 30)."
-    ),
-    "turnaround_targets": (
-        "Report turnaround target per order priority, from the study's arrival to its first "
-        "preliminary or final report: priority=duration with s, m, h or d "
-        "(env RIX_TURNAROUND_TARGETS, default emergency=1h,inpatient=24h,outpatient=7d; "
-        "a priority not named takes the longest)."
-    ),
-    "turnaround_backlog": (
-        "Unreported studies of one trust past which a backlog alert is raised, once a day "
-        "(env RIX_TURNAROUND_BACKLOG, default 50; 0 turns it off)."
-    ),
-    "turnaround_check_minutes": (
-        "How often a worker looks for turnaround breaches and backlogs "
-        "(env RIX_TURNAROUND_CHECK_MINUTES, default 5)."
-    ),
-    "turnaround_webhook": (
-        "URL POSTed a JSON alert for every turnaround breach and backlog; empty uses "
-        "alert_webhook (env RIX_TURNAROUND_WEBHOOK)."
-    ),
-    "turnaround_email": (
-        "Who is emailed turnaround alerts: addresses, comma-separated; CODE=address gets "
-        "trust CODE's alerts only (env RIX_TURNAROUND_EMAIL; needs smtp_host)."
-    ),
-    "prefetch_priors": (
-        "How many relevant priors (same modality or body part, newest first) an order "
-        "prefetches from other trusts (env RIX_PREFETCH_PRIORS, default 3)."
-    ),
-    "report_destinations": (
-        "Where signed reports go as HL7 ORU^R01 over MLLP, each trust's to its own RIS or "
-        "EPR: TRUST=host:port, comma-separated; a trust not named gets none "
-        "(env RIX_REPORT_DESTINATIONS)."
-    ),
-    "viewer_dir": (
-        "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make "
-        "viewer` (env RIX_VIEWER_DIR, default build/ohif beside rix's source)."
-    ),
-    "portal_assets_dir": (
-        "Folder holding htmx.min.js for the portal pages, installed by `make assets` "
-        "(env RIX_PORTAL_ASSETS_DIR, default build/assets beside rix's source); the pages "
-        "work without it, with full page loads."
-    ),
-}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    """One setting as people set it: a ``rix serve`` option, a ``RIX_*`` variable, a TOML
+    key, all read from its declaration in ``Settings``."""
+
+    name: str
+    kind: type  # what a flag is parsed as before ``parse``: str, int, float, bool or Path
+    default: Any
+    text: str
+    shown: str  # the default as the help writes it; empty when there is none to show
+    parse: Callable[[Any], Any]
+    flags: tuple[str, ...]  # the option's spellings; empty: typer's own from the name
+
+    @property
+    def env(self) -> str:
+        return "RIX_" + self.name.upper()
+
+    @property
+    def toml_key(self) -> str:
+        return self.name
+
+    @property
+    def help(self) -> str:
+        default = f", default {self.shown}" if self.shown else ""
+        return f"{self.text} (env {self.env}{default})"
 
 
-class SettingsError(ValueError):
-    """A setting has a value rix cannot use; raised at start, never later."""
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _declare(spec: Field[Any], kind: Any) -> Setting:
+    declared: _Declared = spec.metadata["setting"]
+    default = spec.default_factory() if callable(spec.default_factory) else spec.default
+    plain = kind if kind in (bool, int, float, Path) else str
+    parse: Callable[[Any], Any]
+    if declared.parse is not None:
+        parse = declared.parse
+    elif kind is bool:
+        parse = _boolean
+    else:
+        parse = kind  # int, float, Path, str, or a StrEnum such as DuplicatePolicy
+    return Setting(
+        name=spec.name,
+        kind=plain,
+        default=default,
+        text=declared.text,
+        shown=_shown(default) if declared.shown is None else declared.shown,
+        parse=parse,
+        flags=declared.flags,
+    )
+
+
+def _declared() -> Mapping[str, Setting]:
+    kinds = get_type_hints(Settings)
+    return MappingProxyType(
+        {spec.name: _declare(spec, kinds[spec.name]) for spec in fields(Settings)}
+    )
+
+
+SETTINGS = _declared()  # by name, in the order of their declaration
+
+
+# --- reading them -----------------------------------------------------------------------------
 
 
 def normalise_database_url(url: str) -> str:
@@ -295,24 +433,23 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
+def _coerce(declared: Setting, raw: Any) -> Any:
+    """A value from TOML (typed), the environment (text) or a flag (parsed by typer) as the
+    field's type."""
     try:
-        if kind in ("bool", bool):
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in ("1", "true", "yes", "on")
-        if kind in ("int", int):
-            return int(raw)
-        if kind in ("float", float):
-            return float(raw)
-        if kind in ("Path", Path):
-            return Path(raw)
-        if kind in ("DuplicatePolicy", DuplicatePolicy):
-            return DuplicatePolicy(str(raw))
-    except ValueError as exc:
-        raise SettingsError(f"{name}: {exc}") from exc
-    return str(raw)
+        return declared.parse(raw if declared.kind in (bool, int, float) else str(raw))
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"{declared.name}: {exc}") from exc
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        table = tomllib.load(f)
+    by_key = {s.toml_key: s.name for s in SETTINGS.values()}
+    unknown = set(table) - set(by_key)
+    if unknown:
+        raise SettingsError(f"unknown settings in {path}: {sorted(unknown)}")
+    return {by_key[key]: value for key, value in table.items()}
 
 
 def load(
@@ -325,22 +462,19 @@ def load(
     values: dict[str, Any] = {}
     toml_path = toml_path or (Path(env["RIX_CONFIG"]) if env.get("RIX_CONFIG") else None)
     if toml_path is not None:
-        with toml_path.open("rb") as f:
-            table = tomllib.load(f)
-        unknown = set(table) - set(SETTINGS_HELP)
-        if unknown:
-            raise SettingsError(f"unknown settings in {toml_path}: {sorted(unknown)}")
-        values.update(table)
-    for name in SETTINGS_HELP:
-        key = "RIX_" + name.upper()
-        if key in env:
-            values[name] = env[key]
-    for name, value in (flags or {}).items():
-        if value is not None:
-            values[name] = value
-    settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
+        values.update(_from_toml(toml_path))
+    values.update({s.name: env[s.env] for s in SETTINGS.values() if s.env in env})
+    values.update({name: value for name, value in (flags or {}).items() if value is not None})
+    settings = replace(Settings(), **{k: _coerce(SETTINGS[k], v) for k, v in values.items()})
     validate(settings)
     return settings
+
+
+def environment_secret(name: str) -> str:
+    """The secret held by environment variable ``name`` (a routing rule's ``token_env``), or
+    "" when unset. Read when used, so a token never sits in a rules file or the index, and
+    read here, so no other module reads the environment."""
+    return os.environ.get(name, "")
 
 
 def validate(settings: Settings) -> None:
@@ -368,7 +502,6 @@ def validate(settings: Settings) -> None:
         raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
     _validate_jobs(settings)
     _validate_turnaround(settings)
-    _validate_report_destinations(settings)
 
 
 def _validate_oidc_sign_in(settings: Settings) -> None:
@@ -411,25 +544,14 @@ def _validate_jobs(settings: Settings) -> None:
 
 
 def _validate_turnaround(settings: Settings) -> None:
-    from rix.workflow.turnaround import parse_targets
-
-    parse_targets(settings.turnaround_targets)
     if settings.turnaround_backlog < 0 or settings.prefetch_priors < 0:
         raise SettingsError("turnaround_backlog and prefetch_priors cannot be negative")
     if settings.turnaround_check_minutes <= 0:
         raise SettingsError("turnaround_check_minutes must be more than 0")
 
 
-def _validate_report_destinations(settings: Settings) -> None:
-    from rix.workflow.oru import destinations
-
-    destinations(settings.report_destinations)
-
-
 def is_loopback(host: str) -> bool:
     """Only this machine can reach the address (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
     if host in ("localhost", ""):
         return host == "localhost"
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,8 +20,8 @@ from rix.cli.options import (
     _settings,
     console,
     operator,
+    with_setting_options,
 )
-from rix.config import SETTINGS_HELP
 
 app = typer.Typer(help="rix: Regional Imaging eXchange.", no_args_is_help=True)
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
@@ -33,179 +33,13 @@ jobs.register(app)
 
 
 @app.command()
-def serve(
-    cfg: ConfigOpt = None,
-    data: DataOpt = None,
-    database_url: DbOpt = None,
-    dicom_host: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_host"])] = None,
-    dicom_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["dicom_port"])] = None,
-    ae_title: Annotated[str | None, typer.Option(help=SETTINGS_HELP["ae_title"])] = None,
-    http: Annotated[str | None, typer.Option(help=SETTINGS_HELP["http"])] = None,
-    accept_any_ae: Annotated[
-        bool | None,
-        typer.Option("--accept-any-ae/--registered-ae-only", help=SETTINGS_HELP["accept_any_ae"]),
-    ] = None,
-    duplicate_policy: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["duplicate_policy"])
-    ] = None,
-    max_associations: Annotated[
-        int | None, typer.Option(help=SETTINGS_HELP["max_associations"])
-    ] = None,
-    max_upload_mb: Annotated[int | None, typer.Option(help=SETTINGS_HELP["max_upload_mb"])] = None,
-    dicom_timeout: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["dicom_timeout"])
-    ] = None,
-    break_glass_hours: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["break_glass_hours"])
-    ] = None,
-    session_hours: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["session_hours"])
-    ] = None,
-    oidc_issuer: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_issuer"])] = None,
-    oidc_audience: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_audience"])] = None,
-    oidc_jwks_url: Annotated[str | None, typer.Option(help=SETTINGS_HELP["oidc_jwks_url"])] = None,
-    oidc_username_claim: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_username_claim"])
-    ] = None,
-    oidc_client_id: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_client_id"])
-    ] = None,
-    oidc_client_secret: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_client_secret"])
-    ] = None,
-    oidc_authorization_url: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_authorization_url"])
-    ] = None,
-    oidc_token_url: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_token_url"])
-    ] = None,
-    oidc_redirect_base: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["oidc_redirect_base"])
-    ] = None,
-    audit_syslog: Annotated[str | None, typer.Option(help=SETTINGS_HELP["audit_syslog"])] = None,
-    audit_syslog_ca: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["audit_syslog_ca"])
-    ] = None,
-    dicom_tls_port: Annotated[
-        int | None, typer.Option(help=SETTINGS_HELP["dicom_tls_port"])
-    ] = None,
-    dicom_tls_cert: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_cert"])
-    ] = None,
-    dicom_tls_key: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_key"])] = None,
-    dicom_tls_ca: Annotated[str | None, typer.Option(help=SETTINGS_HELP["dicom_tls_ca"])] = None,
-    roles: Annotated[
-        str | None, typer.Option("--roles", "--role", help=SETTINGS_HELP["roles"])
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help=SETTINGS_HELP["workers"])] = None,
-    stable_seconds: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["stable_seconds"])
-    ] = None,
-    job_give_up_hours: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["job_give_up_hours"])
-    ] = None,
-    alert_webhook: Annotated[str | None, typer.Option(help=SETTINGS_HELP["alert_webhook"])] = None,
-    transfer_days: Annotated[int | None, typer.Option(help=SETTINGS_HELP["transfer_days"])] = None,
-    hl7_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["hl7_port"])] = None,
-    import_expiry_hours: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["import_expiry_hours"])
-    ] = None,
-    turnaround_targets: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["turnaround_targets"])
-    ] = None,
-    turnaround_backlog: Annotated[
-        int | None, typer.Option(help=SETTINGS_HELP["turnaround_backlog"])
-    ] = None,
-    turnaround_check_minutes: Annotated[
-        float | None, typer.Option(help=SETTINGS_HELP["turnaround_check_minutes"])
-    ] = None,
-    turnaround_webhook: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["turnaround_webhook"])
-    ] = None,
-    turnaround_email: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["turnaround_email"])
-    ] = None,
-    prefetch_priors: Annotated[
-        int | None, typer.Option(help=SETTINGS_HELP["prefetch_priors"])
-    ] = None,
-    report_destinations: Annotated[
-        str | None, typer.Option(help=SETTINGS_HELP["report_destinations"])
-    ] = None,
-    smtp_host: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_host"])] = None,
-    smtp_port: Annotated[int | None, typer.Option(help=SETTINGS_HELP["smtp_port"])] = None,
-    smtp_from: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_from"])] = None,
-    smtp_username: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_username"])] = None,
-    smtp_password: Annotated[str | None, typer.Option(help=SETTINGS_HELP["smtp_password"])] = None,
-    smtp_starttls: Annotated[bool | None, typer.Option(help=SETTINGS_HELP["smtp_starttls"])] = None,
-    public_url: Annotated[str | None, typer.Option(help=SETTINGS_HELP["public_url"])] = None,
-    share_max_days: Annotated[
-        int | None, typer.Option(help=SETTINGS_HELP["share_max_days"])
-    ] = None,
-    viewer_dir: Annotated[Path | None, typer.Option(help=SETTINGS_HELP["viewer_dir"])] = None,
-    portal_assets_dir: Annotated[
-        Path | None, typer.Option(help=SETTINGS_HELP["portal_assets_dir"])
-    ] = None,
-) -> None:
+@with_setting_options
+def serve(cfg: Path | None = None, **flags: Any) -> None:
     """Serve DICOM, HTTP and the job workers from one process (the embedded default:
     SQLite + files), or some of them (``--role``) on a node of a region."""
     from rix import serve as serving
 
-    settings = _settings(
-        cfg,
-        data=data,
-        database_url=database_url,
-        dicom_host=dicom_host,
-        dicom_port=dicom_port,
-        ae_title=ae_title,
-        http=http,
-        accept_any_ae=accept_any_ae,
-        duplicate_policy=duplicate_policy,
-        max_associations=max_associations,
-        dicom_timeout=dicom_timeout,
-        max_upload_mb=max_upload_mb,
-        break_glass_hours=break_glass_hours,
-        session_hours=session_hours,
-        oidc_issuer=oidc_issuer,
-        oidc_audience=oidc_audience,
-        oidc_jwks_url=oidc_jwks_url,
-        oidc_username_claim=oidc_username_claim,
-        oidc_client_id=oidc_client_id,
-        oidc_client_secret=oidc_client_secret,
-        oidc_authorization_url=oidc_authorization_url,
-        oidc_token_url=oidc_token_url,
-        oidc_redirect_base=oidc_redirect_base,
-        audit_syslog=audit_syslog,
-        audit_syslog_ca=audit_syslog_ca,
-        dicom_tls_port=dicom_tls_port,
-        dicom_tls_cert=dicom_tls_cert,
-        dicom_tls_key=dicom_tls_key,
-        dicom_tls_ca=dicom_tls_ca,
-        roles=roles,
-        workers=workers,
-        stable_seconds=stable_seconds,
-        job_give_up_hours=job_give_up_hours,
-        alert_webhook=alert_webhook,
-        transfer_days=transfer_days,
-        hl7_port=hl7_port,
-        import_expiry_hours=import_expiry_hours,
-        turnaround_targets=turnaround_targets,
-        turnaround_backlog=turnaround_backlog,
-        turnaround_check_minutes=turnaround_check_minutes,
-        turnaround_webhook=turnaround_webhook,
-        turnaround_email=turnaround_email,
-        prefetch_priors=prefetch_priors,
-        report_destinations=report_destinations,
-        smtp_host=smtp_host,
-        smtp_port=smtp_port,
-        smtp_from=smtp_from,
-        smtp_username=smtp_username,
-        smtp_password=smtp_password,
-        smtp_starttls=smtp_starttls,
-        public_url=public_url,
-        share_max_days=share_max_days,
-        viewer_dir=viewer_dir,
-        portal_assets_dir=portal_assets_dir,
-    )
+    settings = _settings(cfg, **flags)
     console.print(
         f"rix: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
         f"HTTP http://{settings.http}, data {settings.data}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.progress import (
 )
 
 from rix import config
-from rix.config import SETTINGS_HELP, Settings
+from rix.config import SETTINGS, Settings
 
 if TYPE_CHECKING:
     from rix.access import Principal
@@ -30,8 +31,31 @@ console = Console()
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (env RIX_CONFIG).")
 ]
-DataOpt = Annotated[Path | None, typer.Option("--data", help=SETTINGS_HELP["data"])]
-DbOpt = Annotated[str | None, typer.Option("--database-url", help=SETTINGS_HELP["database_url"])]
+DataOpt = Annotated[Path | None, typer.Option("--data", help=SETTINGS["data"].help)]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help=SETTINGS["database_url"].help)]
+
+
+def _setting_option(name: str) -> Any:
+    """Setting ``name``'s option as its declaration in ``rix.config`` spells it, with its
+    help (which names its ``RIX_*`` variable and its default). Left out, it is None, so the
+    environment, the TOML file or the default decides."""
+    declared = SETTINGS[name]
+    return Annotated[declared.kind | None, typer.Option(*declared.flags, help=declared.help)]
+
+
+def with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command(cfg, **flags)`` a ``--config`` option and one option per declared
+    setting, so a setting added to ``rix.config`` is a ``rix serve`` flag with its help
+    without being written again here. typer reads parameters from the signature
+    (``inspect.signature`` honours ``__signature__``, PEP 362)."""
+    parameters = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in [("cfg", ConfigOpt), *((n, _setting_option(n)) for n in SETTINGS)]
+    ]
+    signature = inspect.Signature(parameters, return_annotation=None)
+    command.__signature__ = signature  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    return command
 
 
 def _settings(cfg: Path | None, **flags: Any) -> Settings:

@@ -7,13 +7,13 @@ Referenced SOP Sequence says which were stored, the Failed SOP Sequence which we
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 
 from rix.archive import Archive
+from rix.config import environment_secret
 from rix.dataset import transcode
 from rix.index import queries
 from rix.region import identity
@@ -43,7 +43,7 @@ def send(
     """POST ``stored`` in batches; returns the instances refused, with their reason codes."""
     headers = {"Accept": "application/dicom+json"}
     if destination.token_env:
-        token = os.environ.get(destination.token_env, "")
+        token = environment_secret(destination.token_env)
         if not token:
             raise StowFailed(f"the variable {destination.token_env} holding the token is empty")
         headers["Authorization"] = f"Bearer {token}"
