@@ -12,26 +12,15 @@ from sqlalchemy import text
 from rix.archive import Archive
 from rix.errors import RixError
 from rix.web import login, oidc_login, viewer
-from rix.web.api import (
-    imports as imports_api,
-)
-from rix.web.api import (
-    jobs,
-    orders,
-)
-from rix.web.api import (
-    region as api,
-)
-from rix.web.api import (
-    reporting as reporting_api,
-)
-from rix.web.api import (
-    shares as shares_api,
-)
-from rix.web.api import (
-    turnaround as turnaround_api,
-)
+from rix.web.api import imports as imports_api
+from rix.web.api import jobs as jobs_api
+from rix.web.api import orders as orders_api
+from rix.web.api import region as region_api
+from rix.web.api import reporting as reporting_api
+from rix.web.api import shares as shares_api
+from rix.web.api import turnaround as turnaround_api
 from rix.web.auth import authenticate, authorize_study
+from rix.web.context import attach_archive
 from rix.web.dicomweb import qido, stow, wado, wado_uri
 from rix.web.dicomweb.errors import rix_error_handler
 from rix.web.portal import (
@@ -81,7 +70,7 @@ def create_app(archive: Archive) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    app.state.archive = archive
+    attach_archive(app, archive)
     signed_in = [Depends(authenticate)]
     # every route that names a study is authorised (and audited) before it runs
     authorised = [Depends(authenticate), Depends(authorize_study)]
@@ -98,10 +87,10 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(wado.router, prefix="/dicomweb", dependencies=authorised)
     app.include_router(stow.router, prefix="/dicomweb", dependencies=signed_in)
     app.include_router(wado_uri.router, dependencies=authorised)
-    app.include_router(api.router, dependencies=signed_in)
-    app.include_router(jobs.router, dependencies=signed_in)
+    app.include_router(region_api.router, dependencies=signed_in)
+    app.include_router(jobs_api.router, dependencies=signed_in)
     app.include_router(imports_api.router, dependencies=signed_in)
-    app.include_router(orders.router, dependencies=signed_in)
+    app.include_router(orders_api.router, dependencies=signed_in)
     app.include_router(shares_api.router, dependencies=signed_in)
     app.include_router(reporting_api.router, dependencies=signed_in)
     app.include_router(turnaround_api.router, dependencies=signed_in)

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from rix import access, audit
-from rix.access import Principal, PrincipalKind
+from rix import audit
+from rix.access import Principal, PrincipalKind, trail
 from rix.archive import Archive
 from rix.auth import credentials, identify
 from rix.auth.credentials import CredentialKind
@@ -24,7 +24,7 @@ from rix.errors import AccessDenied, Unauthenticated
 from rix.index.database import begin_write
 from rix.web import csrf
 from rix.web.auth import SESSION_COOKIE, source_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
 
 router = APIRouter(tags=["sign-in"])
@@ -86,7 +86,7 @@ async def start_session(request: Request, user: User, *, via: str, target: str) 
     secret = await run_in_threadpool(issue)
     principal = Principal.of_user(user, source_of(request))
     await run_in_threadpool(
-        access.record_login, archive.writer.submit, principal, audit.Outcome.SUCCESS, via
+        trail.record_login, archive.writer.submit, principal, audit.Outcome.SUCCESS, via
     )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -116,7 +116,7 @@ async def refuse(
     archive = archive_of(request)
     someone = Principal(kind=PrincipalKind.USER, name=name, source=source_of(request))
     await run_in_threadpool(
-        access.record_login, archive.writer.submit, someone, audit.Outcome.REFUSED, via, **detail
+        trail.record_login, archive.writer.submit, someone, audit.Outcome.REFUSED, via, **detail
     )
     page = _page(request, error=error, target=target, status=status)
     if status == 401:

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 
 from rix.auth import oidc_login
 from rix.auth.oidc_login import CALLBACK_PATH, PendingSignIn, PendingSignIns, SignInFailed
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.login import refuse, safe_next, start_session
 
 router = APIRouter(tags=["sign-in"])

@@ -53,7 +53,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Red
 
 from rix.errors import Unauthenticated
 from rix.web.auth import SHARE_COOKIE, authenticate
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.dicomweb.mediatypes import accepts_gzip
 
 log = structlog.get_logger(__name__)

@@ -1,3 +1,5 @@
-"""The region's JSON API under ``/api``, one module per concept, for scripts, the EPR and
-the portal's own scripts. Routes translate HTTP into calls; they decide nothing themselves.
+"""rix's JSON API under ``/api``, for scripts, the EPR and the portal's own scripts: one
+module per concept (the region's administration and timeline, jobs, imports, orders,
+reporting, shares, turnaround). Routes translate HTTP into calls; they decide nothing
+themselves.
 """

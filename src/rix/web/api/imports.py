@@ -24,15 +24,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.requests import ClientDisconnect
 
-from rix import access
-from rix.access import Principal
+from rix.access import Principal, checks
 from rix.archive import Archive
 from rix.errors import Conflict, NotFound
 from rix.ingest import reconcile, uploads
 from rix.jobs import queue
-from rix.web.api.region import PRINTABLE, PatientRef
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import PayloadTooLarge, archive_of
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import PayloadTooLarge
+from rix.web.fields import PRINTABLE, PatientRef
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
 
@@ -57,7 +57,7 @@ class StoreIn(BaseModel):
 def _context(request: Request) -> tuple[Archive, Principal, Path]:
     """The archive, the caller (who must be allowed to import) and the uploads folder."""
     archive, principal = archive_of(request), principal_of(request)
-    access.require_import(principal)
+    checks.require_import(principal)
     return archive, principal, uploads.root(archive.settings.data)
 
 

@@ -14,9 +14,9 @@ from pydantic import Field, StringConstraints
 from rix.errors import Conflict
 from rix.jobs.queue import Priority, State
 from rix.routing import manage, prefetch, rules, transfer
-from rix.web.api.region import PRINTABLE, Code, PatientNamed, RowId, Text
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
+from rix.web.fields import PRINTABLE, Code, PatientNamed, RowId, Text
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 PriorityName = Annotated[str, StringConstraints(pattern="^(routine|urgent|emergency)$")]

@@ -8,34 +8,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth import users
 from rix.auth.users import Role, parse_roles
-from rix.errors import Conflict
 from rix.region import aes, mpi, trusts
 from rix.retrieve import timeline as timeline_of
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
+from rix.web.fields import PRINTABLE, Code, Name, NhsNumber, PatientNamed, PatientRef, RowId, Text
 
 router = APIRouter(prefix="/api", tags=["region"])
-
-# No control characters in any text: they are never meaningful here, and PostgreSQL
-# refuses NUL outright (a 400 with a reason, not a 500).
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Code = Annotated[str, StringConstraints(pattern=PRINTABLE, min_length=1, max_length=16)]
-Name = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=128)]
-Text = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=1024)]
-NhsNumber = Annotated[str, StringConstraints(pattern=r"^[0-9 -]{0,16}$")]
-PatientRef = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=130)]
-# a row id: PostgreSQL's integer, so an out-of-range id is a 422, not a database error
-RowId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]
 
 
 class TrustIn(BaseModel):
@@ -76,17 +64,6 @@ class AEIn(BaseModel):
     port: int = Field(gt=0, lt=65536)
     trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
     description: Text = ""
-
-
-class PatientNamed(BaseModel):
-    """A patient by NHS number, or one record as ``issuer/patient ID``."""
-
-    nhs_number: NhsNumber = ""
-    patient: PatientRef = ""
-
-    def check(self) -> None:
-        if not (self.nhs_number or self.patient):
-            raise Conflict("name the patient by nhs_number or patient (issuer/ID)")
 
 
 class RelationshipIn(PatientNamed):
@@ -175,11 +152,9 @@ def remove_agreement(request: Request, trust: str, other: str) -> dict[str, bool
 @router.get("/users", summary="Users (administrators)")
 def list_users(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
-    access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    checks.require_role(principal, *ADMIN_ROLES)
     with archive.engine.connect() as conn:
-        found = users.all_users(conn)
-    if Role.REGION_ADMIN not in principal.roles:
-        found = [u for u in found if u.trust is not None and u.trust.code == principal.trust_code]
+        found = checks.administered_users(principal, users.all_users(conn))
     return [
         {
             "username": u.username,
@@ -231,7 +206,7 @@ def disable_user(request: Request, username: str) -> dict[str, str]:
 @router.get("/aes", summary="Registered DICOM peers")
 def list_aes(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
-    access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    checks.require_role(principal, *ADMIN_ROLES)
     return [
         {
             "title": a.title,
@@ -263,7 +238,7 @@ def remove_ae(request: Request, title: str) -> dict[str, bool]:
 @router.get("/mpi/reviews", summary="MPI records waiting for an administrator")
 def mpi_reviews(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     with archive.engine.connect() as conn:
         reviews = mpi.open_reviews(conn)
     return [
@@ -373,7 +348,7 @@ async def audit_search(
     limit: int = Query(200, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     archive, principal = _me(request)
-    access.require_role(principal, Role.AUDITOR, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.AUDITOR, Role.REGION_ADMIN)
     await run_in_threadpool(archive.writer.flush)  # events of reads are queued, not awaited
     events = await run_in_threadpool(
         audit.search,
@@ -386,12 +361,12 @@ async def audit_search(
     )
     detail = {"audit_search": {"patient": patient, "nhs_number": nhs_number, "user": user}}
     await run_in_threadpool(
-        access.record,
+        trail.record,
         archive.writer.post,
         principal,
         audit.Kind.QUERY,
         audit.Outcome.SUCCESS,
-        access.Touched(study_uid=study, patient=patient, nhs_number=nhs_number),
+        trail.Touched(study_uid=study, patient=patient, nhs_number=nhs_number),
         detail,
     )
     return [e.as_dict() for e in events]

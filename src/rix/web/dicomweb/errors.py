@@ -10,7 +10,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from rix import uids
-from rix.archive import Archive
 from rix.errors import RixError
 
 
@@ -54,12 +53,6 @@ def check_uids(*path_uids: str | None) -> None:
     for uid in filter(None, path_uids):
         if not uids.is_valid(uid):
             raise BadRequest(f"{uid[:80]!r} is not a valid DICOM UID")
-
-
-def archive_of(request: Request) -> Archive:
-    """The archive the application was created with (set once in ``create_app``)."""
-    archive: Archive = request.app.state.archive
-    return archive
 
 
 async def rix_error_handler(_request: Request, exc: Exception) -> JSONResponse:

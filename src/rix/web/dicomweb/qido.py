@@ -17,15 +17,16 @@ from pydicom.datadict import keyword_for_tag
 from sqlalchemy import Connection
 
 from rix import access
-from rix.access import Principal
+from rix.access import Principal, trail
 from rix.archive import Archive
 from rix.errors import InvalidQuery, NotFound
 from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
 from rix.region import mpi
 from rix.web.auth import principal_of
+from rix.web.context import archive_of
 from rix.web.dicomweb import dicomjson, mediatypes
-from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
+from rix.web.dicomweb.errors import BadRequest, check_accept, check_uids
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**31 - 1  # beyond any archive's rows, and within every database's integers
@@ -286,7 +287,7 @@ def search(
             )
         except InvalidQuery as exc:
             raise BadRequest(exc.reason) from exc
-    access.record_query(archive.writer.post, principal, query.level, query.matches, rows)
+    trail.record_query(archive.writer.post, principal, query.level, query.matches, rows)
     if regional:
         for row in rows:
             if "PatientID" in row:

@@ -18,20 +18,17 @@ from fastapi.concurrency import run_in_threadpool
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from rix.access import Principal, StoreTally, require_store
+from rix.access import Principal
+from rix.access.checks import require_store
+from rix.access.trail import StoreTally
 from rix.archive import Archive
 from rix.dataset import parsing
 from rix.errors import InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
 from rix.web.auth import principal_of
+from rix.web.context import archive_of
 from rix.web.dicomweb import mediatypes
-from rix.web.dicomweb.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    archive_of,
-    check_uids,
-)
+from rix.web.dicomweb.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, check_uids
 from rix.web.dicomweb.multipart import Part, boundary_of, parts
 
 

@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from rix.dataset import rendering
 from rix.errors import InvalidQuery
+from rix.web.context import archive_of
 from rix.web.dicomweb import wado
-from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of
+from rix.web.dicomweb.errors import BadRequest, NotAcceptable
 
 router = APIRouter(tags=["WADO-URI"])
 

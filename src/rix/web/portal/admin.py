@@ -25,8 +25,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth.users import Role, parse_roles
@@ -35,16 +35,13 @@ from rix.jobs import queue
 from rix.jobs.queue import State
 from rix.region import aes
 from rix.routing import manage
-from rix.web.api import region as api
-from rix.web.dicomweb.errors import archive_of
+from rix.web.api import region as region_api
+from rix.web.context import archive_of
 from rix.web.portal import pages
 from rix.web.portal.pages import when
-from rix.web.portal.status import own_trust
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
-ADMINS = (Role.REGION_ADMIN, Role.TRUST_ADMIN)
-REGION_ROLES = frozenset({Role.REGION_ADMIN, Role.AUDITOR})
 M = TypeVar("M", bound=BaseModel)
 MAX_ID = 2**31 - 1  # PostgreSQL's integer: a larger id is a bad form, not a database error
 
@@ -75,7 +72,7 @@ class Section:
     title: str
     template: str
     facts: Callable[[Request, Principal, str], dict[str, Any]]  # (request, me, edit)
-    roles: tuple[Role, ...] = ADMINS
+    roles: tuple[Role, ...] = ADMIN_ROLES
 
     def open_to(self, principal: Principal) -> bool:
         return bool(principal.roles & set(self.roles))
@@ -85,19 +82,12 @@ def _region(me: Principal) -> bool:
     return Role.REGION_ADMIN in me.roles
 
 
-def _manageable(me: Principal, codes: list[str]) -> list[str]:
-    """The trusts whose sites, peers and staff ``me`` may change (the forms' choices)."""
-    if _region(me):
-        return codes
-    return [me.trust_code] if me.trust_code in codes and Role.TRUST_ADMIN in me.roles else []
-
-
 def _trust_codes(request: Request) -> list[str]:
-    return [t["code"] for t in api.list_trusts(request)["trusts"]]
+    return [t["code"] for t in region_api.list_trusts(request)["trusts"]]
 
 
 def _trusts_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    found = api.list_trusts(request)["trusts"]
+    found = region_api.list_trusts(request)["trusts"]
     entered = next(
         (
             {k: t[k] or "" for k in ("code", "name", "issuer", "pacs")}
@@ -107,11 +97,11 @@ def _trusts_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
         {},
     )
     codes = [t["code"] for t in found]
-    return {"trusts": found, "entered": entered, "site_trusts": _manageable(me, codes)}
+    return {"trusts": found, "entered": entered, "site_trusts": checks.manageable_trusts(me, codes)}
 
 
 def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    peers = api.list_aes(request)
+    peers = region_api.list_aes(request)
     entered = next(
         (
             {k: str(p[k]) for k in ("title", "host", "port", "trust", "description")}
@@ -120,14 +110,14 @@ def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
         ),
         {},
     )
-    mine = _manageable(me, _trust_codes(request))
+    mine = checks.manageable_trusts(me, _trust_codes(request))
     for peer in peers:
         peer["removable"] = _region(me) or (bool(peer["trust"]) and peer["trust"] in mine)
     return {"aes": peers, "entered": entered, "ae_trusts": mine}
 
 
 def _users_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    found = api.list_users(request)
+    found = region_api.list_users(request)
     entered: dict[str, str] = {}
     for u in found:
         if u["username"] == edit:
@@ -137,18 +127,18 @@ def _users_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
                 "trust": u["trust"],
             }
             entered.update({f"role-{r}": "on" for r in u["roles"]})
-    grantable = [r for r in Role if _region(me) or r not in REGION_ROLES]
+    grantable = checks.grantable_roles(me)
     return {
         "users": found,
         "entered": entered,
-        "user_trusts": _manageable(me, _trust_codes(request)),
+        "user_trusts": checks.manageable_trusts(me, _trust_codes(request)),
         "grantable": grantable,
     }
 
 
 def _agreements_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     del me, edit
-    listed = api.list_trusts(request)
+    listed = region_api.list_trusts(request)
     return {
         "agreements": listed["agreements"],
         "codes": [t["code"] for t in listed["trusts"]],
@@ -159,10 +149,10 @@ def _agreements_facts(request: Request, me: Principal, edit: str) -> dict[str, A
 def _mpi_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     """Open reviews name patients (issuer/ID, NHS number): showing them is an audited read."""
     del edit
-    reviews = api.mpi_reviews(request)
+    reviews = region_api.mpi_reviews(request)
     archive = archive_of(request)
     detail = {"mpi_reviews": len(reviews)}
-    access.record(archive.writer.post, me, audit.Kind.QUERY, audit.Outcome.SUCCESS, None, detail)
+    trail.record(archive.writer.post, me, audit.Kind.QUERY, audit.Outcome.SUCCESS, None, detail)
     return {"reviews": reviews, "entered": {}}
 
 
@@ -173,7 +163,7 @@ def _jobs_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     states = [State(edit)] if edit in set(State) else []
     found = manage.list_jobs(archive, me, states=states, limit=100)
     with archive.engine.connect() as conn:
-        counts = queue.counts(conn, trust_pk=own_trust(me))
+        counts = queue.counts(conn, trust_pk=checks.administered_trust(me))
     return {
         "jobs": found,
         "counts": [(s.value, counts.get(s.value, 0)) for s in State],
@@ -187,14 +177,14 @@ def _jobs_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
 def _overview_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     del edit
     archive = archive_of(request)
-    listed = api.list_trusts(request)
+    listed = region_api.list_trusts(request)
     with archive.engine.connect() as conn:
-        counts = queue.counts(conn, trust_pk=own_trust(me))
+        counts = queue.counts(conn, trust_pk=checks.administered_trust(me))
     return {
         "tally": {
             "trusts": len(listed["trusts"]),
-            "aes": len(api.list_aes(request)),
-            "users": len(api.list_users(request)),
+            "aes": len(region_api.list_aes(request)),
+            "users": len(region_api.list_users(request)),
             "agreements": len(listed["agreements"]),
         },
         "counts": [(s.value, counts.get(s.value, 0)) for s in State],
@@ -241,7 +231,7 @@ def _show(
     error: str = "",
     status: int = 200,
 ) -> Response:
-    access.require_role(me, *section.roles)
+    checks.require_role(me, *section.roles)
     facts = section.facts(request, me, edit)
     if entered is not None:  # a refused change: show what was typed, never a password
         facts["entered"] = {k: v for k, v in entered.items() if k not in ("password", "csrf")}
@@ -264,7 +254,7 @@ async def _act(request: Request, me: Principal, section: Section, change: Change
     """Check the form's CSRF token, make the change, and go back to the page; a refusal
     or bad input shows the page again with the reason, under the refusal's status."""
     form = await pages.form_of(request)
-    access.require_role(me, *section.roles)
+    checks.require_role(me, *section.roles)
     try:
         done = await run_in_threadpool(change, archive_of(request), me, form)
     except RixError as exc:
@@ -295,7 +285,7 @@ def _row_id(text: str) -> int:
 
 def _save_trust(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.TrustIn, {k: form.get(k, "").strip() for k in ("code", "name", "issuer", "pacs")}
+        region_api.TrustIn, {k: form.get(k, "").strip() for k in ("code", "name", "issuer", "pacs")}
     )
     admin.add_trust(archive, me, body.code, body.name, body.issuer, body.pacs)
     return "trust"
@@ -306,7 +296,7 @@ def _save_site(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     if not trust:
         raise Conflict("choose the trust the site belongs to")
     site = {"code": form.get("site_code", "").strip(), "name": form.get("site_name", "").strip()}
-    body = _valid(api.SiteIn, site)
+    body = _valid(region_api.SiteIn, site)
     admin.add_site(archive, me, trust, body.code, body.name)
     return "site"
 
@@ -336,7 +326,7 @@ async def save_site(request: Request, me: User) -> Response:
 
 def _save_ae(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     fields = ("title", "host", "port", "trust", "description")
-    body = _valid(api.AEIn, {k: form.get(k, "").strip() for k in fields})
+    body = _valid(region_api.AEIn, {k: form.get(k, "").strip() for k in fields})
     peer = aes.RemoteAE(
         title=body.title, host=body.host, port=body.port, description=body.description
     )
@@ -368,7 +358,7 @@ async def remove_ae(request: Request, me: User) -> Response:
 
 def _save_user(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.UserIn,
+        region_api.UserIn,
         {
             "username": form.get("username", "").strip(),
             "roles": [r.value for r in Role if form.get(f"role-{r.value}")],
@@ -426,7 +416,7 @@ async def revoke_tokens(request: Request, me: User) -> Response:
 
 def _add_agreement(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.AgreementIn,
+        region_api.AgreementIn,
         {
             "trust": form.get("trust", "").strip(),
             "other": form.get("other", "").strip(),

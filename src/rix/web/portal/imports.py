@@ -14,10 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rix import access
-from rix.access import Principal
+from rix.access import Principal, checks
 from rix.ingest import uploads
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
 
 router = APIRouter(include_in_schema=False)
@@ -27,7 +26,7 @@ User = Annotated[Principal, Depends(pages.user)]
 @router.get("/import")
 def import_page(request: Request, me: User) -> HTMLResponse:
     """Clinical staff and trust administrators of a trust; others get the API's 403."""
-    trust = access.require_import(me)
+    trust = checks.require_import(me)
     settings = archive_of(request).settings
     return pages.render(
         request,

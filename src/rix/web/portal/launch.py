@@ -20,7 +20,8 @@ from rix.errors import Conflict, NotFound
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
 from rix.web.auth import check_study
-from rix.web.dicomweb.errors import BadRequest, archive_of
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import BadRequest
 from rix.web.portal import pages
 
 router = APIRouter(include_in_schema=False)

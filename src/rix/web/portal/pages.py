@@ -20,12 +20,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from rix.access import Principal
+from rix.access import Principal, checks
 from rix.auth.users import Role
 from rix.errors import RixError, Unauthenticated
 from rix.web import csrf
 from rix.web.auth import SESSION_COOKIE, caller
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 
 STATIC = Path(__file__).parent / "static"
 HTMX = "htmx.min.js"  # from npm htmx.org, put in portal_assets_dir by `make assets`
@@ -86,10 +86,6 @@ async def form_of(request: Request) -> dict[str, str]:
     return form
 
 
-def may_administer(principal: Principal) -> bool:
-    return bool(principal.roles & {Role.REGION_ADMIN, Role.TRUST_ADMIN})
-
-
 def render(
     request: Request,
     template: str,
@@ -108,7 +104,7 @@ def render(
         **context,
         me=principal,
         csrf_token=csrf.token_for(secret) if secret else "",
-        may_administer=principal is not None and may_administer(principal),
+        may_administer=principal is not None and checks.may_administer(principal),
         sees_images=principal is not None and principal.sees_images,
         htmx=request.app.state.archive.settings.portal_assets_dir.joinpath(HTMX).is_file(),
         path=request.url.path,

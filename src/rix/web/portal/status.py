@@ -17,27 +17,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from rix import access, audit
-from rix.access import Principal
-from rix.auth.users import Role
+from rix import audit
+from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.index import statistics
 from rix.jobs import queue
 from rix.jobs.queue import State
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import charts, pages
 
 router = APIRouter(include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
 PROBLEM_DAYS = 7  # how far back the page looks for refused and failed events
 BAR_WIDTH, BAR_HEIGHT, LABEL_ROOM = charts.BAR_WIDTH, charts.BAR_HEIGHT, charts.LABEL_ROOM
-
-
-def own_trust(principal: Principal) -> int | None:
-    """The trust whose figures ``principal`` sees: None (all) for a region administrator;
-    -1 (nothing) for anyone without a trust."""
-    if Role.REGION_ADMIN in principal.roles or principal.kind is access.PrincipalKind.SYSTEM:
-        return None
-    return principal.trust.pk if principal.trust is not None else -1
 
 
 def size_text(count: int) -> str:
@@ -74,9 +65,9 @@ PROBLEM_OUTCOMES = (audit.Outcome.REFUSED.value, audit.Outcome.FAILURE.value)
 
 @router.get("/status", response_class=HTMLResponse)
 def status_page(request: Request, me: User) -> Response:
-    access.require_role(me, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    checks.require_role(me, *ADMIN_ROLES)
     archive = archive_of(request)
-    trust_pk = own_trust(me)
+    trust_pk = checks.administered_trust(me)
     archive.writer.flush()  # audit events of reads are queued: show the latest refusals
     since = time.time() - PROBLEM_DAYS * 86400
     with archive.engine.connect() as conn:
@@ -91,7 +82,7 @@ def status_page(request: Request, me: User) -> Response:
         since=since,
         limit=50,
     )
-    access.record(
+    trail.record(
         archive.writer.post,
         me,
         audit.Kind.QUERY,
