@@ -22,7 +22,7 @@ import uvicorn
 from rix import archive as archives
 from rix.archive import Archive
 from rix.audit.export import AuditExporter
-from rix.config import Settings
+from rix.config import Settings, quiet_phi_loggers
 from rix.dicom import scp, tls
 from rix.hl7 import mllp
 from rix.index.write import Hooks
@@ -33,7 +33,7 @@ from rix.region import mpi
 from rix.retrieve.metadata import MetadataBuilder
 from rix.routing import deliver, prefetch, stability, transfer
 from rix.web.app import create_app
-from rix.workflow import orders, oru, reports, turnaround
+from rix.workflow import job_kinds, order_matching, turnaround_alerts
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ def open_archive(settings: Settings, *, migrate: bool = True) -> Archive:
 def job_handlers() -> dict[str, Handler]:
     """Which function runs each kind of job: the registry, assembled at start."""
     return {
-        stability.KIND: stability.handler(match_order=orders.match_study),
+        stability.KIND: stability.handler(match_order=order_matching.match_study),
         deliver.KIND: deliver.run,
         transfer.KIND: transfer.run,
         prefetch.KIND: prefetch.run,
@@ -79,9 +79,7 @@ def job_handlers() -> dict[str, Handler]:
         reconcile.KIND: reconcile.run,
         reconcile.EXPIRE_KIND: reconcile.expire,
         mail.KIND: mail.run,
-        turnaround.CHECK_KIND: turnaround.run_check,
-        reports.STORE_KIND: reports.store_sr,
-        oru.KIND: reports.send_oru,
+        **job_kinds.HANDLERS,
     }
 
 
@@ -93,6 +91,7 @@ def run(settings: Settings) -> None:
     each on as many nodes as it needs, sharing the index and the object store.
     """
     roles = settings.role_set
+    quiet_phi_loggers()  # every role: a worker sends over DIMSE too
     archive = open_archive(settings)
     exporter = AuditExporter(archive.engine, settings).start() if settings.audit_syslog else None
     listeners: list[Any] = []
@@ -105,7 +104,7 @@ def run(settings: Settings) -> None:
         Workers(archive, job_handlers(), settings.workers).start() if "worker" in roles else None
     )
     if workers is not None:
-        turnaround.schedule_check(archive)  # periodic; one pending whichever node starts
+        turnaround_alerts.schedule_check(archive)  # periodic; one pending whichever node starts
     builder = MetadataBuilder(archive).start()
     try:
         if "web" in roles:
