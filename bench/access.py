@@ -74,7 +74,7 @@ import report
 import synthetic
 from network import LOOPBACK, free_port
 from rix import access
-from rix.access import SYSTEM, Principal
+from rix.access import EVERYTHING, SYSTEM, Principal, grounds
 from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth.users import Role
@@ -378,7 +378,7 @@ def _relationships(
     with begin_write(archive.engine) as conn:
         for record in records:
             if record.has_nhs_number:
-                access.record_relationship(
+                grounds.record_relationship(
                     conn,
                     SYSTEM,
                     trust=record.trust,
@@ -387,7 +387,7 @@ def _relationships(
                     reference=record.patient_id,
                 )
         for record in lapsed:
-            access.record_relationship(
+            grounds.record_relationship(
                 conn,
                 SYSTEM,
                 trust=trusts[HOME],
@@ -452,7 +452,9 @@ def build(archive: Archive) -> Region:
     probe = referred[0]
     with archive.engine.connect() as conn:
         study = next(
-            queries.find(conn, Level.STUDY, [_match("PatientID", probe.patient_id)], scope=None)
+            queries.find(
+                conn, Level.STUDY, [_match("PatientID", probe.patient_id)], scope=EVERYTHING
+            )
         )
     return Region(
         archive=archive,
@@ -528,7 +530,7 @@ def run_query(
     a pooled connection, the scope built for the request, every row read."""
     start = time.perf_counter()
     with engine.connect() as conn:
-        scope = None if principal is None else access.scope(principal)
+        scope = EVERYTHING if principal is None else access.scope(principal)
         rows = list(
             queries.find(
                 conn, shape.level, matches, limit=shape.limit, offset=shape.offset, scope=scope

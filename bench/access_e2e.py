@@ -16,7 +16,7 @@ timed GET with the user's bearer token.
 
 ``ScopeSwitch`` is a measuring instrument, in bench code only: it stands in for
 ``rix.access.scope``, which both front ends call through the module attribute, and
-answers None (no filter) while the current variant is "unscoped". The principal still
+answers ``EVERYTHING`` (no filter) while the current variant is "unscoped". The principal still
 authenticates and is audited as always; only the SQL filter is dropped.
 """
 
@@ -111,7 +111,7 @@ def serving(archive: Archive) -> Iterator[FrontEnds]:
         dicom.shutdown()
 
 
-Scope = Callable[[Principal], ColumnElement[bool] | None]
+Scope = Callable[[Principal], ColumnElement[bool]]
 
 
 @dataclass(kw_only=True)
@@ -121,8 +121,8 @@ class ScopeSwitch:
     real: Scope
     unscoped: bool = False
 
-    def scope(self, principal: Principal) -> ColumnElement[bool] | None:
-        return None if self.unscoped else self.real(principal)
+    def scope(self, principal: Principal) -> ColumnElement[bool]:
+        return access.EVERYTHING if self.unscoped else self.real(principal)
 
 
 @contextmanager

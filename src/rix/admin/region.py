@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import Connection
 
 from rix import access, audit
-from rix.access import Principal
+from rix.access import ADMIN_ROLES, Principal, checks, grounds, trail
 from rix.archive import Archive
 from rix.auth import credentials, identify, users
 from rix.auth.credentials import CredentialKind
@@ -35,13 +35,13 @@ def _change(
     action: str,
     change: Callable[[Connection], T],
     detail: dict[str, Any] | None = None,
-    touched: access.Touched | None = None,
+    touched: trail.Touched | None = None,
     kind: audit.Kind = audit.Kind.ADMIN,
 ) -> T:
     with begin_write(archive.engine) as conn:
         result = change(conn)
         detail = {"action": action, **(detail or {})}
-        access.record_in(conn, principal, kind, audit.Outcome.SUCCESS, touched, detail)
+        trail.record_in(conn, principal, kind, audit.Outcome.SUCCESS, touched, detail)
     return result
 
 
@@ -53,7 +53,7 @@ def add_trust(
     issuer: str,
     pacs_ae: str | None = None,
 ) -> Trust:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     return _change(
         archive,
         principal,
@@ -64,7 +64,7 @@ def add_trust(
 
 
 def add_site(archive: Archive, principal: Principal, trust: str, code: str, name: str) -> None:
-    access.require_trust_admin(principal, trust)
+    checks.require_trust_admin(principal, trust)
     _change(
         archive,
         principal,
@@ -77,7 +77,7 @@ def add_site(archive: Archive, principal: Principal, trust: str, code: str, name
 def add_agreement(
     archive: Archive, principal: Principal, one: str, other: str, description: str
 ) -> bool:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     return _change(
         archive,
         principal,
@@ -88,7 +88,7 @@ def add_agreement(
 
 
 def remove_agreement(archive: Archive, principal: Principal, one: str, other: str) -> bool:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     return _change(
         archive,
         principal,
@@ -111,13 +111,7 @@ def add_user(
 ) -> User:
     """Region administrators add anyone; trust administrators their own trust's staff,
     never region roles (no one grants more than they hold)."""
-    if trust:
-        access.require_trust_admin(principal, trust)
-    else:
-        access.require_role(principal, Role.REGION_ADMIN)
-    region_roles = {Role.REGION_ADMIN, Role.AUDITOR}
-    if roles & region_roles:
-        access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_grant(principal, trust, roles)
     return _change(
         archive,
         principal,
@@ -165,9 +159,9 @@ def _may_manage(archive: Archive, principal: Principal, username: str) -> User:
     with archive.engine.connect() as conn:
         user = users.get_user(conn, username)
     if user.trust is not None:
-        access.require_trust_admin(principal, user.trust.code)
+        checks.require_trust_admin(principal, user.trust.code)
     else:
-        access.require_role(principal, Role.REGION_ADMIN)
+        checks.require_role(principal, Role.REGION_ADMIN)
     return user
 
 
@@ -200,9 +194,9 @@ def disable_user(archive: Archive, principal: Principal, username: str) -> None:
 
 def add_ae(archive: Archive, principal: Principal, ae: aes.RemoteAE, trust: str) -> None:
     if trust:
-        access.require_trust_admin(principal, trust)
+        checks.require_trust_admin(principal, trust)
     else:
-        access.require_role(principal, Role.REGION_ADMIN)
+        checks.require_role(principal, Role.REGION_ADMIN)
     _change(
         archive,
         principal,
@@ -215,30 +209,30 @@ def add_ae(archive: Archive, principal: Principal, ae: aes.RemoteAE, trust: str)
 def remove_ae(archive: Archive, principal: Principal, title: str) -> bool:
     peer = aes.get(archive.engine, title)
     if peer is not None and peer.trust is not None:
-        access.require_trust_admin(principal, peer.trust.code)
+        checks.require_trust_admin(principal, peer.trust.code)
     else:
-        access.require_role(principal, Role.REGION_ADMIN)
+        checks.require_role(principal, Role.REGION_ADMIN)
     return _change(
         archive, principal, "ae remove", lambda conn: aes.remove(conn, title), {"ae": title}
     )
 
 
-def _named(archive: Archive, nhs_number: str, patient: str) -> access.Touched:
+def _named(archive: Archive, nhs_number: str, patient: str) -> trail.Touched:
     """The patient a request names, with the record's NHS number when it has one, so a
     search by NHS number finds the event however the patient was named."""
     if nhs_number or not patient:
-        return access.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number))
+        return trail.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number))
     with archive.engine.connect() as conn:
         rec = mpi.find_record(conn, patient)
     return _record_touched(rec)
 
 
-def _record_touched(rec: mpi.Record) -> access.Touched:
-    return access.Touched(patient=rec.ref, nhs_number=rec.nhs_number)
+def _record_touched(rec: mpi.Record) -> trail.Touched:
+    return trail.Touched(patient=rec.ref, nhs_number=rec.nhs_number)
 
 
 def link(archive: Archive, principal: Principal, patient: str, to_patient: str) -> int:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     with archive.engine.connect() as conn:
         rec, target = mpi.find_record(conn, patient), mpi.find_record(conn, to_patient)
     return _change(
@@ -252,7 +246,7 @@ def link(archive: Archive, principal: Principal, patient: str, to_patient: str) 
 
 
 def unlink(archive: Archive, principal: Principal, patient: str) -> None:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     with archive.engine.connect() as conn:
         rec = mpi.find_record(conn, patient)
     _change(
@@ -266,7 +260,7 @@ def unlink(archive: Archive, principal: Principal, patient: str) -> None:
 
 
 def dismiss_review(archive: Archive, principal: Principal, review_id: int) -> None:
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     _change(
         archive,
         principal,
@@ -280,19 +274,17 @@ def assign_nhs_number(
     archive: Archive, principal: Principal, patient: str, nhs_number: str
 ) -> mpi.Record:
     """An NHS number learnt after the images (HL7 ADT, an administrator)."""
-    if principal.kind is not access.PrincipalKind.SYSTEM:
-        access.require_role(principal, Role.REGION_ADMIN, Role.TRUST_ADMIN)
+    checks.require_role(principal, *ADMIN_ROLES)
     with archive.engine.connect() as conn:
         rec = mpi.find_record(conn, patient)
-    if Role.REGION_ADMIN not in principal.roles and principal.kind is access.PrincipalKind.USER:
-        access.require_trust_admin(principal, rec.trust or "-")
+    checks.require_trust_admin(principal, rec.trust or "-")
     return _change(
         archive,
         principal,
         "mpi nhs-number",
         lambda conn: mpi.assign_nhs_number(conn, rec.pk, nhs_number),
         {},
-        access.Touched(patient=rec.ref, nhs_number=nhs_number),
+        trail.Touched(patient=rec.ref, nhs_number=nhs_number),
     )
 
 
@@ -308,8 +300,8 @@ def record_relationship(
     expires_at: float | None = None,
 ) -> None:
     def change(conn: Connection) -> None:
-        person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        access.record_relationship(
+        person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
+        grounds.record_relationship(
             conn,
             principal,
             trust=trusts.get_trust(conn, trust),
@@ -342,8 +334,8 @@ def break_glass(
         raise AccessDenied("only a signed-in user can declare break-glass")
 
     def change(conn: Connection) -> float:
-        person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        return access.declare_break_glass(
+        person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
+        return grounds.declare_break_glass(
             conn, principal, person, reason, archive.settings.break_glass_hours
         )
 

@@ -12,6 +12,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.events import Event
 
 from rix import access
+from rix.access import trail
 from rix.archive import Archive
 from rix.dicom import identifiers
 from rix.dicom.principal import principal_of
@@ -44,7 +45,7 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
             None,
         )
         return
-    access.record_query(archive.writer.post, principal, query.level, query.matches, rows)
+    trail.record_query(archive.writer.post, principal, query.level, query.matches, rows)
     implicit = event.context.transfer_syntax == ImplicitVRLittleEndian
     plan = identifiers.plan_response(
         identifier, query.level, archive.settings.ae_title, implicit=implicit

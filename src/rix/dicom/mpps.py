@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.events import Event
 
-from rix import access, audit
+from rix import audit
+from rix.access import radiology, trail
 from rix.archive import Archive
 from rix.dicom.principal import principal_of
 from rix.dicom.store import status
@@ -45,7 +46,7 @@ def _failure(exc: Exception) -> Dataset:
 
 
 def _audit(archive: Archive, event: Event, action: str, step: procedure_steps.Step) -> None:
-    access.record(
+    trail.record(
         archive.writer.post,
         principal_of(event),
         audit.Kind.ADMIN,
@@ -60,7 +61,7 @@ def handle_create(event: Event, archive: Archive) -> tuple[int | Dataset, Datase
     request: Any = event.request
     try:
         principal = principal_of(event)
-        trust = access.require_mpps(principal)
+        trust = radiology.require_mpps(principal)
         ds = event.attribute_list
         assigned = request.AffectedSOPInstanceUID is None
         sop_uid = str(generate_uid()) if assigned else str(request.AffectedSOPInstanceUID)
@@ -80,7 +81,7 @@ def handle_set(event: Event, archive: Archive) -> tuple[int | Dataset, Dataset |
     """EVT_N_SET: a step changes, or finishes (COMPLETED, DISCONTINUED)."""
     request: Any = event.request
     try:
-        trust = access.require_mpps(principal_of(event))
+        trust = radiology.require_mpps(principal_of(event))
         ds = event.modification_list
         with begin_write(archive.engine) as conn:
             step = procedure_steps.change(

@@ -15,7 +15,8 @@ import structlog
 from pynetdicom.events import Event
 
 from rix import audit
-from rix.access import Principal, record_login
+from rix.access import Principal
+from rix.access.trail import record_login
 from rix.archive import Archive
 from rix.auth import identify
 from rix.auth.credentials import PREFIX, CredentialKind

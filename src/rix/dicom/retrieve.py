@@ -27,6 +27,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
 from rix import access, audit
+from rix.access import EVERYTHING, trail
 from rix.archive import Archive
 from rix.dataset import transcode
 from rix.dicom import identifiers
@@ -78,7 +79,9 @@ def plan(
     with archive.engine.connect() as conn:
         stored = queries.stored_instances(conn, query.matches, scope=access.scope(principal))
         if not stored:
-            hidden = list(queries.find(conn, query.level, query.matches, limit=20, scope=None))
+            hidden = list(
+                queries.find(conn, query.level, query.matches, limit=20, scope=EVERYTHING)
+            )
             if hidden:
                 raise Refused(
                     "not authorised: the patient's images are not shared with you", hidden
@@ -97,11 +100,11 @@ def audit_retrieve(
     """One retrieve event per study sent (or refused), committed before sending starts."""
     if refused is not None:
         for row in {r.get("StudyInstanceUID", r["PatientID"]): r for r in refused.hidden}.values():
-            touched = access.Touched(
+            touched = trail.Touched(
                 study_uid=row.get("StudyInstanceUID", ""),
                 patient=f"{row['IssuerOfPatientID']}/{row['PatientID']}",
             )
-            access.record(
+            trail.record(
                 archive.writer.submit,
                 principal,
                 audit.Kind.RETRIEVE,
@@ -117,12 +120,12 @@ def audit_retrieve(
         per_study.setdefault(item.study_uid, []).append(item)
     for study_uid, items in per_study.items():
         ref = who.get(items[0].patient_pk)
-        touched = access.Touched(
+        touched = trail.Touched(
             study_uid=study_uid,
             patient="" if ref is None else ref.ref,
             nhs_number="" if ref is None else ref.nhs_number,
         )
-        access.record(
+        trail.record(
             archive.writer.submit,
             principal,
             audit.Kind.RETRIEVE,

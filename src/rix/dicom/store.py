@@ -9,7 +9,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.events import Event
 
-from rix.access import StoreTally, require_store
+from rix.access.checks import require_store
+from rix.access.trail import StoreTally
 from rix.archive import Archive
 from rix.dicom.principal import principal_of
 from rix.errors import RixError, StoreStatus

@@ -1,7 +1,7 @@
 """Modality Worklist SCP (PS3.4 K.6, Modality Worklist Information Model - FIND,
 1.2.840.10008.5.1.4.31): the scheduled orders of the caller's trust, as C-FIND answers.
 
-A registered AE sees its own trust's scheduled orders only (``access.worklist_trust``);
+A registered AE sees its own trust's scheduled orders only (``access.radiology.worklist_trust``);
 an unregistered AE sees none. Matching (PS3.4 C.2.2.2) on Patient ID and Patient's Name
 (wildcards; names case-blind), Accession Number, Requested Procedure ID and, in the
 Scheduled Procedure Step Sequence, Modality, Scheduled Station AE Title and the start
@@ -25,7 +25,8 @@ from pydicom.sequence import Sequence
 from pynetdicom.events import Event
 from sqlalchemy import ColumnElement
 
-from rix import access, audit
+from rix import audit
+from rix.access import radiology, trail
 from rix.archive import Archive
 from rix.dataset import parsing
 from rix.dicom.find import FindReply
@@ -187,7 +188,7 @@ def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
     principal = principal_of(event)
     try:
         identifier = event.identifier
-        trust = access.worklist_trust(principal)
+        trust = radiology.worklist_trust(principal)
         found = [] if trust is None else scheduled(archive, trust.pk, identifier)
     except RixError as exc:
         yield status(exc.dimse_status, exc.reason), None
@@ -216,8 +217,8 @@ def _audit(archive: Archive, principal: Any, identifier: Dataset, found: list[Or
     }
     touched = None
     if len({o.patient for o in found}) == 1:
-        touched = access.Touched(patient=found[0].patient, nhs_number=found[0].nhs_number)
+        touched = trail.Touched(patient=found[0].patient, nhs_number=found[0].nhs_number)
     detail = {"model": "modality-worklist", "keys": keys, "matches": len(found)}
-    access.record(
+    trail.record(
         archive.writer.post, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail
     )

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection
 
 import hl7
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import Principal, grounds, trail
 from rix.archive import Archive
 from rix.hl7 import adt, messages
 from rix.hl7.messages import ErrorCode, Header, Rejected
@@ -77,12 +77,12 @@ def segments(message: hl7.Message, name: str) -> list[hl7.Segment]:
 def _audit(
     conn: Connection, principal: Principal, action: str, rec: mpi.Record, head: Header
 ) -> None:
-    access.record_in(
+    trail.record_in(
         conn,
         principal,
         audit.Kind.ADMIN,
         audit.Outcome.SUCCESS,
-        access.Touched(patient=rec.ref, nhs_number=rec.nhs_number),
+        trail.Touched(patient=rec.ref, nhs_number=rec.nhs_number),
         {
             "action": action,
             "via": f"{head.message_type}^{head.trigger}",
@@ -126,7 +126,7 @@ def admit(archive: Archive, message: hl7.Message, head: Header, source: str) -> 
         details = local_record(conn, pid, trust)
         pk = records.ensure(conn, details)
         rec = records.update_details(conn, pk, details)
-        access.record_relationship(
+        grounds.record_relationship(
             conn,
             principal,
             trust=trust,

@@ -50,10 +50,8 @@ def _name_terms(words: list[str]) -> ColumnElement[bool]:
     return and_(*terms)
 
 
-def _select(scope: ColumnElement[bool] | None) -> Any:
-    visible = select(func.count()).where(studies.c.patient_pk == patients.c.id)
-    if scope is not None:
-        visible = visible.where(scope)
+def _select(scope: ColumnElement[bool]) -> Any:
+    visible = select(func.count()).where(studies.c.patient_pk == patients.c.id, scope)
     return (
         select(
             patients.c.id,
@@ -97,7 +95,7 @@ def search(
     text: str = "",
     nhs_number: str = "",
     birth_date: str = "",
-    scope: ColumnElement[bool] | None,
+    scope: ColumnElement[bool],
     partners: frozenset[int] = frozenset(),
 ) -> list[Found]:
     """Records matching every term given (name words or a hospital number in ``text``; an

@@ -20,13 +20,14 @@ from sqlalchemy import (
     exists,
     or_,
     select,
+    true,
 )
 from sqlalchemy.sql.expression import ColumnClause
 
 from rix.errors import InvalidQuery
 from rix.index.attributes import BY_KEYWORD, LEVEL_ORDER, Attribute, Level
 from rix.index.records import normalise_time
-from rix.index.schema import instances, patients, series, studies
+from rix.index.schema import instances, patients, series, studies, trusts
 
 TABLES = {
     Level.PATIENT: patients,
@@ -186,7 +187,7 @@ def _filtered(
     level: Level,
     columns: Sequence[Any],
     matches: Sequence[Match],
-    scope: ColumnElement[bool] | None,
+    scope: ColumnElement[bool],
 ) -> Select[Any]:
     allowed = set(levels_down_to(level))
     query = base_select(level, columns)
@@ -198,13 +199,20 @@ def _filtered(
             )
         if not match.is_universal:
             query = query.where(condition(match))
-    if scope is not None:
-        if level is Level.PATIENT:  # no studies in the FROM: the patient has a visible study
-            # the scope reads ``studies`` alone (rix.access), so its own EXISTS terms bind
-            # to this subquery's studies row, and the probe uses ix_studies_patient_pk
-            scope = exists(select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope))
-        query = query.where(scope)
-    return query
+    if level is Level.PATIENT:
+        scope = _with_a_visible_study(scope)
+    return query.where(scope)
+
+
+def _with_a_visible_study(scope: ColumnElement[bool]) -> ColumnElement[bool]:
+    """At patient level there are no studies in the FROM: a patient passes when one of its
+    studies does. The scope reads ``studies`` alone (rix.access), so its own EXISTS terms
+    bind to this subquery's studies row, and the probe uses ix_studies_patient_pk. A scope
+    of everything (``true()``, a singleton) stays everything: patient records without a
+    study yet (an HL7 feed's) included."""
+    if scope is true():
+        return scope
+    return exists(select(studies.c.id).where(studies.c.patient_pk == patients.c.id, scope))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,7 +228,7 @@ class StoredInstance:
 
 
 def stored_instances(
-    conn: Connection, matches: Sequence[Match], *, scope: ColumnElement[bool] | None
+    conn: Connection, matches: Sequence[Match], *, scope: ColumnElement[bool]
 ) -> list[StoredInstance]:
     """Instances to retrieve (C-MOVE, C-GET, WADO), in series then instance order."""
     columns = [
@@ -247,7 +255,7 @@ def find(
     *,
     limit: int | None = None,
     offset: int = 0,
-    scope: ColumnElement[bool] | None,
+    scope: ColumnElement[bool],
     patient_pks: Sequence[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows of ``level`` matching every key; each row maps keyword → stored value.
@@ -320,23 +328,21 @@ def _patient_ref(row: Any) -> PatientRef:
 
 
 def patient_of_study(
-    conn: Connection, study_uid: str, *, scope: ColumnElement[bool] | None
+    conn: Connection, study_uid: str, *, scope: ColumnElement[bool]
 ) -> PatientRef | None:
     """The patient of a study the scope lets through (None: no such study, or hidden)."""
     query = (
         select(*_PATIENT_REF)
         .select_from(patients)
         .join(studies, studies.c.patient_pk == patients.c.id)
-        .where(studies.c.study_uid == study_uid)
+        .where(studies.c.study_uid == study_uid, scope)
     )
-    if scope is not None:
-        query = query.where(scope)
     row = conn.execute(query).first()
     return None if row is None else _patient_ref(row)
 
 
 def studies_of_records(
-    conn: Connection, patient_pks: Sequence[int], *, scope: ColumnElement[bool] | None
+    conn: Connection, patient_pks: Sequence[int], *, scope: ColumnElement[bool]
 ) -> list[dict[str, Any]]:
     """The regional timeline: every study of a person's linked records, newest first."""
     query = (
@@ -355,11 +361,41 @@ def studies_of_records(
         )
         .select_from(patients)
         .join(studies, studies.c.patient_pk == patients.c.id)
-        .where(patients.c.id.in_(list(patient_pks)))
+        .where(patients.c.id.in_(list(patient_pks)), scope)
         .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
     )
-    if scope is not None:
-        query = query.where(scope)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def studies_beside(
+    conn: Connection, study_uid: str, *, scope: ColumnElement[bool], limit: int = 100
+) -> list[dict[str, Any]]:
+    """The studies of the patient of ``study_uid`` (its person's, every linked record;
+    its record's when it has no person) that the scope lets through, newest first, with
+    the code of the trust holding each: what a second opinion may share beside it."""
+    first = conn.execute(
+        select(studies.c.person_pk, studies.c.patient_pk).where(studies.c.study_uid == study_uid)
+    ).first()
+    if first is None:
+        return []
+    same = (
+        studies.c.person_pk == first.person_pk
+        if first.person_pk is not None
+        else studies.c.patient_pk == first.patient_pk
+    )
+    query = (
+        select(
+            studies.c.study_uid,
+            studies.c.study_date,
+            studies.c.study_description,
+            studies.c.modalities,
+            trusts.c.code.label("trust"),
+        )
+        .outerjoin(trusts, trusts.c.id == studies.c.trust_pk)
+        .where(same, scope)
+        .order_by(studies.c.study_date.desc())
+        .limit(limit)
+    )
     return [dict(r._mapping) for r in conn.execute(query)]
 
 

@@ -4,7 +4,7 @@ what is queued, and what went wrong lately.
 Each question is one query. ``trust_pk`` narrows an answer to one trust's studies, jobs
 and events (a trust administrator's view); ``None`` is the whole region. Nothing here
 reads patient demographics: the refused and failed audit events carry only what the
-audit trail holds, and the caller records that it was read (``rix.access.record``).
+audit trail holds, and the caller records that it was read (``rix.access.trail.record``).
 """
 
 from __future__ import annotations

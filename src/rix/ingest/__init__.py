@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import Connection
 
 from rix import access, audit, uids
+from rix.access import trail
 from rix.archive import Archive
 from rix.config import DuplicatePolicy
 from rix.dataset import nhs, parsing
@@ -309,12 +310,12 @@ def _duplicate(
                 policy=policy.value,
                 reason=reason,
             )
-        access.record_in(
+        trail.record_in(
             conn,
             access.Principal.of_ae(received.calling_ae, received.trust, received.source),
             audit.Kind.STORE_DUPLICATE,
             audit.Outcome.REFUSED if policy is DuplicatePolicy.REJECT else audit.Outcome.WARNING,
-            access.Touched(
+            trail.Touched(
                 study_uid=existing.study_uid, patient=ident.patient, nhs_number=ident.nhs_number
             ),
             {"sop_instance_uid": ident.sop_instance_uid, "policy": policy.value, "kept_key": key},

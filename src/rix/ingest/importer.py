@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rix import access
+from rix.access import trail
 from rix.archive import Archive
 from rix.errors import RixError
 from rix.index import write
@@ -96,7 +97,7 @@ def _is_dicomdir(data: bytes) -> bool:
 
 
 def import_one(
-    archive: Archive, source: Source, trust: Trust | None, tally: access.StoreTally
+    archive: Archive, source: Source, trust: Trust | None, tally: trail.StoreTally
 ) -> tuple[str, str]:
     """(kind, reason) for one source: stored, present, duplicate, rejected or skipped."""
     try:
@@ -113,7 +114,7 @@ def store_bytes(
     data: bytes,
     *,
     trust: Trust | None,
-    tally: access.StoreTally,
+    tally: trail.StoreTally,
     reconciled: write.Reconciled | None = None,
 ) -> tuple[str, str]:
     """(kind, reason) for one file of media through the one ingest path: stored, present,
@@ -143,7 +144,7 @@ def import_paths(
     """Import everything under ``paths`` as ``trust``'s (the trust whose media it is);
     ``progress(n)`` is called as files complete; one store event per study is audited."""
     summary = ImportSummary()
-    tally = access.StoreTally()
+    tally = trail.StoreTally()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         items = list(sources(paths))
         for source, (kind, reason) in zip(

@@ -28,8 +28,8 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from rix import access, audit
-from rix.access import Principal, PrincipalKind
+from rix import audit
+from rix.access import Principal, PrincipalKind, checks, trail
 from rix.archive import Archive
 from rix.dataset import nhs, parsing
 from rix.errors import Conflict, NotFound, RixError
@@ -133,7 +133,7 @@ def scan(
 ) -> dict[str, Any]:
     """Read every candidate's header; the outside patients and their studies, what is
     refused (with the reason) and what is skipped. Kept in the session for the store."""
-    trust = access.require_import(principal)
+    trust = checks.require_import(principal)
     if not uploads.complete(base, session):
         missing = [
             f"{f.name} ({got} of {f.size} bytes)"
@@ -161,7 +161,7 @@ def scan(
         result["patients"] = [
             p.as_json(_suggested(conn, trust, p.nhs_number)) for p in found.values()
         ]
-    access.record(
+    trail.record(
         archive.writer.post,
         principal,
         audit.Kind.QUERY,
@@ -203,7 +203,7 @@ def candidates(
 ) -> list[dict[str, Any]]:
     """Records of the user's own trust matching ``query``: an NHS number, a hospital
     number, a birth date (YYYYMMDD or YYYY-MM-DD) and/or words starting the name."""
-    trust = access.require_import(principal)
+    trust = checks.require_import(principal)
     condition = _matching(query)
     if condition is None:
         return []
@@ -214,7 +214,7 @@ def candidates(
             .order_by(patients.c.patient_name_ci, patients.c.id)
             .limit(CANDIDATES)
         ).all()
-    access.record(
+    trail.record(
         archive.writer.post,
         principal,
         audit.Kind.QUERY,
@@ -294,7 +294,7 @@ def check_choices(
         if ref == SKIP:
             continue
         record = mpi.find_record(conn, ref)
-        access.require_own_record(trust, record.issuer, ref)
+        checks.require_own_record(trust, record.issuer, ref)
         chosen[key] = record
     if not chosen:
         raise Conflict("every outside patient is skipped: nothing to store")
@@ -312,7 +312,7 @@ def start_store(
     """Check the choices and queue the store job; the upload is ``storing`` from now.
     The upload changes state inside the job's transaction: a second request, or a
     failed commit, leaves one job or none, never two."""
-    trust = access.require_import(principal)
+    trust = checks.require_import(principal)
     if session.scan is None or session.state is not uploads.State.SCANNED:
         raise Conflict("scan the upload before storing it")
     scanned = session.scan
@@ -328,12 +328,12 @@ def start_store(
         )
         for key, record in chosen.items():
             outside = next(p for p in scanned["patients"] if p["key"] == key)
-            access.record_in(
+            trail.record_in(
                 conn,
                 principal,
                 audit.Kind.STORE,
                 audit.Outcome.SUCCESS,
-                access.Touched(patient=record.ref, nhs_number=record.nhs_number),
+                trail.Touched(patient=record.ref, nhs_number=record.nhs_number),
                 {
                     "import": session.id,
                     "reconciled": {
@@ -419,7 +419,7 @@ def _store_one(
     reader: media.Reader,
     item: dict[str, Any],
     plan: _Plan,
-    tally: access.StoreTally,
+    tally: trail.StoreTally,
 ) -> tuple[str, str]:
     reconciled = plan.reconciled.get(item["key"])
     if reconciled is None:
@@ -459,7 +459,7 @@ def run(ctx: Context) -> None:
     )
     # what the scan could not read is part of the summary too: one account of the media
     summary = Summary(refused=list(session.scan["refused"]), skipped=list(session.scan["skipped"]))
-    tally = access.StoreTally()
+    tally = trail.StoreTally()
     items = session.scan["items"]
     touched = time.monotonic()
     try:
@@ -484,7 +484,7 @@ def _stored(
     reader: media.Reader,
     items: list[dict[str, Any]],
     plan: _Plan,
-    tally: access.StoreTally,
+    tally: trail.StoreTally,
 ) -> Iterator[tuple[dict[str, Any], tuple[str, str]]]:
     """Items with their outcome, in order; ingests overlap (group commit, fsyncs). When
     the caller stops early (the job was cancelled) the items not yet begun never are."""

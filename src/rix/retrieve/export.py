@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
 from rix import access, audit
+from rix.access import trail
 from rix.archive import Archive
 from rix.dataset import transcode
 from rix.errors import NotFound
@@ -126,13 +127,13 @@ def _audit(
         counts.setdefault(item.study_uid, [item.patient_pk, 0])[1] += 1
     for study_uid, (patient_pk, n) in counts.items():
         ref = who.get(patient_pk)
-        touched = access.Touched(
+        touched = trail.Touched(
             study_uid=study_uid,
             patient="" if ref is None else ref.ref,
             nhs_number="" if ref is None else ref.nhs_number,
         )
         detail = {"instances": n, "destination": destination}
-        access.record(
+        trail.record(
             archive.writer.submit,
             principal,
             audit.Kind.EXPORT,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from rix import access, audit
-from rix.access import Principal
+from rix.access import EVERYTHING, Principal, trail
 from rix.archive import Archive
 from rix.index import queries
 from rix.region import mpi, trusts
@@ -33,7 +33,7 @@ def of_person(
         records = _records(conn, nhs_number, patient)
         pks = [r.pk for r in records]
         seen = queries.studies_of_records(conn, pks, scope=access.scope(principal))
-        every = queries.studies_of_records(conn, pks, scope=None)
+        every = queries.studies_of_records(conn, pks, scope=EVERYTHING)
         by_pk = {t.pk: t.code for t in trusts.all_trusts(conn)}
         partners = set()
         if principal.trust is not None:
@@ -47,8 +47,8 @@ def of_person(
         }
     )
     found = [_study(s, by_pk) for s in seen]
-    touched = access.Touched(patient=patient, nhs_number=nhs_number)
-    access.record(
+    touched = trail.Touched(patient=patient, nhs_number=nhs_number)
+    trail.record(
         archive.writer.post,
         principal,
         audit.Kind.QUERY,

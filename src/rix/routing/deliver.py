@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from rix import access, audit
-from rix.access import SYSTEM
+from rix import audit
+from rix.access import EVERYTHING, SYSTEM, trail
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.database import begin_write
@@ -97,7 +97,7 @@ def run(ctx: Context) -> None:
     engine = ctx.archive.engine
     with engine.connect() as conn:
         match = queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=study_uid)
-        stored = queries.stored_instances(conn, [match], scope=None)
+        stored = queries.stored_instances(conn, [match], scope=EVERYTHING)
         if not stored:
             raise Permanent(f"study {study_uid} is not in the archive")
         already = acknowledged(conn, destination.key, [s.sop_uid for s in stored])
@@ -203,12 +203,12 @@ def _audit(
     with ctx.archive.engine.connect() as conn:
         ref = queries.patients_by_pk(conn, {stored[0].patient_pk}).get(stored[0].patient_pk)
     outcome = audit.Outcome.SUCCESS if not refused else audit.Outcome.FAILURE
-    access.record(
+    trail.record(
         ctx.archive.writer.submit,
         SYSTEM,
         audit.Kind.TRANSFER,
         outcome,
-        access.Touched(
+        trail.Touched(
             study_uid=stored[0].study_uid,
             patient="" if ref is None else ref.ref,
             nhs_number="" if ref is None else ref.nhs_number,

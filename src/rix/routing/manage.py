@@ -9,30 +9,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from rix import access, audit
-from rix.access import Principal, PrincipalKind
+from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.archive import Archive
 from rix.auth.users import Role
-from rix.errors import AccessDenied, NotFound
+from rix.errors import NotFound
 from rix.index import queries
 from rix.index.database import begin_write
 from rix.jobs import queue
 from rix.jobs.queue import Job, State
 from rix.region import aes
 from rix.routing import deliver, rules
-
-ADMINS = (Role.REGION_ADMIN, Role.TRUST_ADMIN)
-
-
-def _sees_all(principal: Principal) -> bool:
-    return principal.kind is PrincipalKind.SYSTEM or Role.REGION_ADMIN in principal.roles
-
-
-def _check_job(principal: Principal, job: Job) -> None:
-    access.require_role(principal, *ADMINS)
-    if _sees_all(principal):
-        return
-    if principal.trust is None or job.trust_pk != principal.trust.pk:
-        raise AccessDenied("trust administrators manage their own trust's jobs")
 
 
 def list_jobs(
@@ -44,10 +30,8 @@ def list_jobs(
     parent_pk: int | None = None,
     limit: int = 100,
 ) -> list[Job]:
-    access.require_role(principal, *ADMINS)
-    own = None
-    if not _sees_all(principal):
-        own = principal.trust.pk if principal.trust is not None else -1
+    checks.require_role(principal, *ADMIN_ROLES)
+    own = checks.administered_trust(principal)
     with archive.engine.connect() as conn:
         return queue.listing(
             conn, states=states, kind=kind, parent_pk=parent_pk, trust_pk=own, limit=limit
@@ -58,7 +42,7 @@ def job_detail(archive: Archive, principal: Principal, pk: int) -> dict[str, Any
     """A job, and for a transfer or prefetch the progress of its deliveries."""
     with archive.engine.connect() as conn:
         job = queue.get(conn, pk)
-        _check_job(principal, job)
+        checks.require_job_admin(principal, job.trust_pk)
         done, count, instances = queue.children_progress(conn, pk)
     return {**as_dict(job), "deliveries": {"done": done, "of": count, "instances": instances}}
 
@@ -66,12 +50,12 @@ def job_detail(archive: Archive, principal: Principal, pk: int) -> dict[str, Any
 def _change(archive: Archive, principal: Principal, pk: int, action: str) -> Job:
     with begin_write(archive.engine) as conn:
         job = queue.get(conn, pk)
-        _check_job(principal, job)
+        checks.require_job_admin(principal, job.trust_pk)
         if action == "retry":
             queue.retry(conn, pk)
         else:
             queue.cancel(conn, pk)
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.ADMIN,
@@ -94,12 +78,12 @@ def cancel_job(archive: Archive, principal: Principal, pk: int) -> Job:
 
 def load_rules(archive: Archive, principal: Principal, text: str) -> list[rules.Rule]:
     """Replace the rules in force (region-admin): checked whole before any is applied."""
-    access.require_role(principal, Role.REGION_ADMIN)
+    checks.require_role(principal, Role.REGION_ADMIN)
     parsed = rules.parse(text)
 
     def change(conn: Connection) -> None:
         rules.replace_all(conn, parsed)
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.ADMIN,
@@ -114,7 +98,7 @@ def load_rules(archive: Archive, principal: Principal, text: str) -> list[rules.
 
 
 def rules_in_force(archive: Archive, principal: Principal) -> list[rules.Rule]:
-    access.require_role(principal, *ADMINS)
+    checks.require_role(principal, *ADMIN_ROLES)
     with archive.engine.connect() as conn:
         return rules.in_force(conn)
 
@@ -144,7 +128,7 @@ def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title:
     peer = aes.get(archive.engine, ae_title)
     if peer is None:
         raise NotFound(f"no DICOM destination {ae_title!r}")
-    access.require_send(principal, peer.trust.code if peer.trust is not None else "")
+    checks.require_send(principal, peer.trust.code if peer.trust is not None else "")
     with begin_write(archive.engine) as conn:
         patient = queries.patient_of_study(conn, study_uid, scope=access.scope(principal))
         if patient is None:
@@ -158,10 +142,10 @@ def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title:
             requested_by=principal.name,
             trust_pk=principal.trust.pk if principal.trust is not None else None,
         )
-        touched = access.Touched(
+        touched = trail.Touched(
             study_uid=study_uid, patient=patient.ref, nhs_number=patient.nhs_number
         )
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.TRANSFER,

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import EVERYTHING, Principal, checks, grounds, trail
 from rix.archive import Archive
 from rix.dataset import nhs
 from rix.index import queries
@@ -79,10 +79,10 @@ def request(
 ) -> int:
     """Clinical staff ask for a patient's priors at their own trust (the workflow calls
     ``schedule`` itself when an order arrives); audited like a transfer."""
-    access.require_prefetch(principal, trust)
+    checks.require_prefetch(principal, trust)
     with begin_write(archive.engine) as conn:
         found = get_trust(conn, trust)
-        person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
+        person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
         pk = schedule(
             conn,
             person_pk=person,
@@ -93,12 +93,12 @@ def request(
             priority=priority,
             requested_by=principal.name,
         )
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.TRANSFER,
             audit.Outcome.SUCCESS,
-            access.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
+            trail.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
             {"action": "prefetch requested", "to": found.code, "job": pk},
         )
     queue.wake()
@@ -152,7 +152,7 @@ def _warm(ctx: Context, study_uids: list[str]) -> None:
             for item in queries.stored_instances(
                 conn,
                 [queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=uid)],
-                scope=None,
+                scope=EVERYTHING,
             )
         ]
     for n, item in enumerate(stored, 1):

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from rix import access, audit
-from rix.access import SYSTEM, Principal
+from rix.access import SYSTEM, Principal, checks, grounds, trail
 from rix.archive import Archive
 from rix.dataset import nhs
 from rix.errors import Conflict
@@ -49,9 +49,9 @@ def request(
     with begin_write(archive.engine) as conn:
         trust = get_trust(conn, to_trust)
         _receiving_pacs(archive, trust)
-        person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        access.require_transfer(conn, principal, trust, from_trust, person)
-        access.record_relationship(
+        person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
+        checks.require_transfer(conn, principal, trust, from_trust, person)
+        grounds.record_relationship(
             conn,
             SYSTEM,
             trust=trust,
@@ -74,12 +74,12 @@ def request(
             label=f"transfer of a patient to {trust.code}",
             trust_pk=trust.pk,
         )
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.TRANSFER,
             audit.Outcome.SUCCESS,
-            access.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
+            trail.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
             {"action": "transfer requested", "to": trust.code, "from": from_trust, "job": pk},
         )
     queue.wake()
@@ -107,8 +107,8 @@ def cancel(
     jobs were cancelled. What was sent stays sent."""
     with begin_write(archive.engine) as conn:
         trust = get_trust(conn, to_trust)
-        person = access.person_named(conn, nhs_number=nhs_number, patient=patient)
-        access.require_transfer(conn, principal, trust, "", person)
+        person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
+        checks.require_transfer(conn, principal, trust, "", person)
         latest = conn.execute(
             select(jobs.c.id)
             .where(jobs.c.kind == KIND, jobs.c.key == f"{KIND}:{trust.code}:{person}")
@@ -118,12 +118,12 @@ def cancel(
         if latest is None:
             return 0
         cancelled = queue.cancel_tree(conn, latest)
-        access.record_in(
+        trail.record_in(
             conn,
             principal,
             audit.Kind.TRANSFER,
             audit.Outcome.SUCCESS,
-            access.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
+            trail.Touched(patient=patient, nhs_number=nhs.normalise(nhs_number)),
             {"action": "transfer cancelled", "to": trust.code, "job": latest},
         )
     return cancelled

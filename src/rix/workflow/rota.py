@@ -3,7 +3,7 @@
 A shift is a radiologist, a time span, and optionally the trust they report for (none:
 the region) and a sub-specialty. The rota names staff, never patients, so every
 signed-in user of the portal may read it; region administrators keep it, and trust
-administrators keep their own trust's shifts (``access.require_trust_admin``).
+administrators keep their own trust's shifts (``access.checks.require_trust_admin``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from rix import access, audit
-from rix.access import Principal
+from rix import audit
+from rix.access import Principal, checks, trail
 from rix.archive import Archive
 from rix.auth.users import Role, get_user
 from rix.errors import Conflict, NotFound
@@ -78,9 +78,9 @@ def shifts(archive: Archive, *, start: float, days: float) -> list[Shift]:
 
 def _require_keeper(principal: Principal, trust: str) -> None:
     if trust:
-        access.require_trust_admin(principal, trust)
+        checks.require_trust_admin(principal, trust)
     else:
-        access.require_role(principal, Role.REGION_ADMIN)
+        checks.require_role(principal, Role.REGION_ADMIN)
 
 
 def add_shift(
@@ -136,7 +136,7 @@ def remove_shift(archive: Archive, principal: Principal, pk: int) -> None:
 
 
 def _audit(conn: Connection, principal: Principal, action: str, pk: int, **detail: str) -> None:
-    access.record_in(
+    trail.record_in(
         conn,
         principal,
         audit.Kind.ADMIN,
@@ -144,8 +144,3 @@ def _audit(conn: Connection, principal: Principal, action: str, pk: int, **detai
         None,
         {"action": action, "shift": pk, **detail},
     )
-
-
-def may_keep(principal: Principal) -> bool:
-    """Whether the page offers the rota's forms (the decision is ``add_shift``'s)."""
-    return bool(principal.roles & {Role.REGION_ADMIN, Role.TRUST_ADMIN})
