@@ -24,7 +24,7 @@ from rix.errors import AccessDenied, Unauthenticated
 from rix.index.database import begin_write
 from rix.web import csrf
 from rix.web.auth import SESSION_COOKIE, source_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
 
 router = APIRouter(tags=["sign-in"])

@@ -29,9 +29,10 @@ from rix.archive import Archive
 from rix.errors import Conflict, NotFound
 from rix.ingest import reconcile, uploads
 from rix.jobs import queue
-from rix.web.api.region import PRINTABLE, PatientRef
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import PayloadTooLarge, archive_of
+from rix.web.context import archive_of
+from rix.web.dicomweb.errors import PayloadTooLarge
+from rix.web.fields import PRINTABLE, PatientRef
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -18,24 +17,13 @@ from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth import users
 from rix.auth.users import Role, parse_roles
-from rix.errors import Conflict
 from rix.region import aes, mpi, trusts
 from rix.retrieve import timeline as timeline_of
 from rix.web.auth import principal_of
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
+from rix.web.fields import PRINTABLE, Code, Name, NhsNumber, PatientNamed, PatientRef, RowId, Text
 
 router = APIRouter(prefix="/api", tags=["region"])
-
-# No control characters in any text: they are never meaningful here, and PostgreSQL
-# refuses NUL outright (a 400 with a reason, not a 500).
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Code = Annotated[str, StringConstraints(pattern=PRINTABLE, min_length=1, max_length=16)]
-Name = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=128)]
-Text = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=1024)]
-NhsNumber = Annotated[str, StringConstraints(pattern=r"^[0-9 -]{0,16}$")]
-PatientRef = Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=130)]
-# a row id: PostgreSQL's integer, so an out-of-range id is a 422, not a database error
-RowId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]
 
 
 class TrustIn(BaseModel):
@@ -76,17 +64,6 @@ class AEIn(BaseModel):
     port: int = Field(gt=0, lt=65536)
     trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
     description: Text = ""
-
-
-class PatientNamed(BaseModel):
-    """A patient by NHS number, or one record as ``issuer/patient ID``."""
-
-    nhs_number: NhsNumber = ""
-    patient: PatientRef = ""
-
-    def check(self) -> None:
-        if not (self.nhs_number or self.patient):
-            raise Conflict("name the patient by nhs_number or patient (issuer/ID)")
 
 
 class RelationshipIn(PatientNamed):

@@ -24,8 +24,9 @@ from rix.index import queries
 from rix.index.attributes import ATTRIBUTES, BY_KEYWORD, Level
 from rix.region import mpi
 from rix.web.auth import principal_of
+from rix.web.context import archive_of
 from rix.web.dicomweb import dicomjson, mediatypes
-from rix.web.dicomweb.errors import BadRequest, archive_of, check_accept, check_uids
+from rix.web.dicomweb.errors import BadRequest, check_accept, check_uids
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**31 - 1  # beyond any archive's rows, and within every database's integers

@@ -26,14 +26,9 @@ from rix.dataset import parsing
 from rix.errors import InvalidInstance, RixError, StoreStatus
 from rix.ingest import IngestResult, ingest, received_from_file
 from rix.web.auth import principal_of
+from rix.web.context import archive_of
 from rix.web.dicomweb import mediatypes
-from rix.web.dicomweb.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    archive_of,
-    check_uids,
-)
+from rix.web.dicomweb.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, check_uids
 from rix.web.dicomweb.multipart import Part, boundary_of, parts
 
 

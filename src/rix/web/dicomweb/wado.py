@@ -34,8 +34,9 @@ from rix.index.schema import instance_metadata, instances, series, studies
 from rix.region import identity
 from rix.retrieve import metadata
 from rix.routing.cstore import copy_for
+from rix.web.context import archive_of
 from rix.web.dicomweb import mediatypes
-from rix.web.dicomweb.errors import BadRequest, NotAcceptable, archive_of, check_uids
+from rix.web.dicomweb.errors import BadRequest, NotAcceptable, check_uids
 
 log = structlog.get_logger(__name__)
 

@@ -35,8 +35,8 @@ from rix.jobs import queue
 from rix.jobs.queue import State
 from rix.region import aes
 from rix.routing import manage
-from rix.web.api import region as api
-from rix.web.dicomweb.errors import archive_of
+from rix.web.api import region as region_api
+from rix.web.context import archive_of
 from rix.web.portal import pages
 from rix.web.portal.pages import when
 
@@ -83,11 +83,11 @@ def _region(me: Principal) -> bool:
 
 
 def _trust_codes(request: Request) -> list[str]:
-    return [t["code"] for t in api.list_trusts(request)["trusts"]]
+    return [t["code"] for t in region_api.list_trusts(request)["trusts"]]
 
 
 def _trusts_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    found = api.list_trusts(request)["trusts"]
+    found = region_api.list_trusts(request)["trusts"]
     entered = next(
         (
             {k: t[k] or "" for k in ("code", "name", "issuer", "pacs")}
@@ -101,7 +101,7 @@ def _trusts_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
 
 
 def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    peers = api.list_aes(request)
+    peers = region_api.list_aes(request)
     entered = next(
         (
             {k: str(p[k]) for k in ("title", "host", "port", "trust", "description")}
@@ -117,7 +117,7 @@ def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
 
 
 def _users_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
-    found = api.list_users(request)
+    found = region_api.list_users(request)
     entered: dict[str, str] = {}
     for u in found:
         if u["username"] == edit:
@@ -138,7 +138,7 @@ def _users_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
 
 def _agreements_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     del me, edit
-    listed = api.list_trusts(request)
+    listed = region_api.list_trusts(request)
     return {
         "agreements": listed["agreements"],
         "codes": [t["code"] for t in listed["trusts"]],
@@ -149,7 +149,7 @@ def _agreements_facts(request: Request, me: Principal, edit: str) -> dict[str, A
 def _mpi_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     """Open reviews name patients (issuer/ID, NHS number): showing them is an audited read."""
     del edit
-    reviews = api.mpi_reviews(request)
+    reviews = region_api.mpi_reviews(request)
     archive = archive_of(request)
     detail = {"mpi_reviews": len(reviews)}
     trail.record(archive.writer.post, me, audit.Kind.QUERY, audit.Outcome.SUCCESS, None, detail)
@@ -177,14 +177,14 @@ def _jobs_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
 def _overview_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     del edit
     archive = archive_of(request)
-    listed = api.list_trusts(request)
+    listed = region_api.list_trusts(request)
     with archive.engine.connect() as conn:
         counts = queue.counts(conn, trust_pk=checks.administered_trust(me))
     return {
         "tally": {
             "trusts": len(listed["trusts"]),
-            "aes": len(api.list_aes(request)),
-            "users": len(api.list_users(request)),
+            "aes": len(region_api.list_aes(request)),
+            "users": len(region_api.list_users(request)),
             "agreements": len(listed["agreements"]),
         },
         "counts": [(s.value, counts.get(s.value, 0)) for s in State],
@@ -285,7 +285,7 @@ def _row_id(text: str) -> int:
 
 def _save_trust(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.TrustIn, {k: form.get(k, "").strip() for k in ("code", "name", "issuer", "pacs")}
+        region_api.TrustIn, {k: form.get(k, "").strip() for k in ("code", "name", "issuer", "pacs")}
     )
     admin.add_trust(archive, me, body.code, body.name, body.issuer, body.pacs)
     return "trust"
@@ -296,7 +296,7 @@ def _save_site(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     if not trust:
         raise Conflict("choose the trust the site belongs to")
     site = {"code": form.get("site_code", "").strip(), "name": form.get("site_name", "").strip()}
-    body = _valid(api.SiteIn, site)
+    body = _valid(region_api.SiteIn, site)
     admin.add_site(archive, me, trust, body.code, body.name)
     return "site"
 
@@ -326,7 +326,7 @@ async def save_site(request: Request, me: User) -> Response:
 
 def _save_ae(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     fields = ("title", "host", "port", "trust", "description")
-    body = _valid(api.AEIn, {k: form.get(k, "").strip() for k in fields})
+    body = _valid(region_api.AEIn, {k: form.get(k, "").strip() for k in fields})
     peer = aes.RemoteAE(
         title=body.title, host=body.host, port=body.port, description=body.description
     )
@@ -358,7 +358,7 @@ async def remove_ae(request: Request, me: User) -> Response:
 
 def _save_user(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.UserIn,
+        region_api.UserIn,
         {
             "username": form.get("username", "").strip(),
             "roles": [r.value for r in Role if form.get(f"role-{r.value}")],
@@ -416,7 +416,7 @@ async def revoke_tokens(request: Request, me: User) -> Response:
 
 def _add_agreement(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     body = _valid(
-        api.AgreementIn,
+        region_api.AgreementIn,
         {
             "trust": form.get("trust", "").strip(),
             "other": form.get("other", "").strip(),

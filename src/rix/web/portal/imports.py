@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from rix.access import Principal, checks
 from rix.ingest import uploads
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import pages
 
 router = APIRouter(include_in_schema=False)

@@ -25,7 +25,7 @@ from rix.auth.users import Role
 from rix.errors import RixError, Unauthenticated
 from rix.web import csrf
 from rix.web.auth import SESSION_COOKIE, caller
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 
 STATIC = Path(__file__).parent / "static"
 HTMX = "htmx.min.js"  # from npm htmx.org, put in portal_assets_dir by `make assets`

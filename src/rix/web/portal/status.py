@@ -22,7 +22,7 @@ from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.index import statistics
 from rix.jobs import queue
 from rix.jobs.queue import State
-from rix.web.dicomweb.errors import archive_of
+from rix.web.context import archive_of
 from rix.web.portal import charts, pages
 
 router = APIRouter(include_in_schema=False)
