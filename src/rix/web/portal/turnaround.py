@@ -1,7 +1,7 @@
 """The turnaround dashboard (``/turnaround``): what waits for a report, by trust,
 modality and age; what is past its target; the oldest; and the last days' trend.
 
-The figures come from ``rix.workflow.turnaround.dashboard`` (the access rule and the
+The figures come from ``rix.workflow.turnaround_dashboard.dashboard`` (the access rule and the
 audit record are there); this module only lays them out as server-drawn SVG charts
 (``charts``), each with its figures as a table for screen readers and for copying.
 """
