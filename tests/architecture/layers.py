@@ -145,9 +145,29 @@ def part_edges(found: list[Import]) -> set[tuple[str, str]]:
     }
 
 
+def reduced(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The transitive reduction: an edge a → c is left out when a reaches c through another
+    part, so the picture shows the spine of the dependencies, not every one of them."""
+    below: dict[str, set[str]] = defaultdict(set)
+    for a, b in edges:
+        below[a].add(b)
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(below[start])
+        while todo:
+            part = todo.pop()
+            if part not in seen:
+                seen.add(part)
+                todo.extend(below[part])
+        return seen
+
+    return {(a, b) for a, b in edges if not any(b in reach(c) for c in below[a] if c != b)}
+
+
 def svg(found: list[Import]) -> str:
-    """The layers as boxes, bottom to top, with each part's imports drawn as arrows."""
-    box_w, box_h, gap_x, row_h, label_w = 104, 34, 14, 70, 230
+    """The layers as boxes, bottom to top, with the reduced imports drawn as arrows."""
+    box_w, box_h, gap_x, row_h, label_w = 104, 34, 14, 70, 270
     width = label_w + max(len(p) for _, p in LAYERS) * (box_w + gap_x) + 20
     height = len(LAYERS) * row_h + 30
     centre: dict[str, tuple[float, float]] = {}
@@ -174,7 +194,7 @@ def svg(found: list[Import]) -> str:
             f'fill="#e8f0fa" stroke="#36587a"/><text x="{cx}" y="{cy + 4}" '
             f'text-anchor="middle">{name}</text>'
         )
-    for a, b in sorted(part_edges(found)):
+    for a, b in sorted(reduced(part_edges(found))):
         (x1, y1), (x2, y2) = centre[a], centre[b]
         if y1 == y2:  # same row: an arc above the boxes
             y1 = y2 = y1 - box_h / 2
@@ -185,7 +205,7 @@ def svg(found: list[Import]) -> str:
         else:
             out.append(
                 f'<line x1="{x1}" y1="{y1 + box_h / 2}" x2="{x2}" y2="{y2 - box_h / 2}" '
-                'stroke="#8a9bb0" stroke-width="0.6" stroke-opacity="0.7" '
+                'stroke="#8a9bb0" stroke-width="0.9" '
                 'marker-end="url(#a)"/>'
             )
     out.extend(boxes)
