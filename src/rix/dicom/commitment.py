@@ -21,6 +21,7 @@ from pynetdicom.events import Event
 from sqlalchemy import select
 
 from rix.archive import Archive
+from rix.dicom.status import GeneralStatus, attempt
 from rix.index.schema import instances
 from rix.index.verify import dataset_sha256
 from rix.region import aes
@@ -30,12 +31,11 @@ log = structlog.get_logger(__name__)
 
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
-NO_SUCH_OBJECT = 0x0112
-PROCESSING_FAILURE = 0x0110
-CLASS_INSTANCE_CONFLICT = 0x0119
+REQUEST = 1  # Action Type ID: Request Storage Commitment (PS3.4 J.3.2)
+ALL_COMMITTED, FAILURES_EXIST = 1, 2  # Event Type IDs of the report (PS3.4 J.3.3)
 
 
-def verify_reference(archive: Archive, sop_class: str, sop_uid: str) -> int | None:
+def verify_reference(archive: Archive, sop_class: str, sop_uid: str) -> GeneralStatus | None:
     """None when committed; otherwise the Failure Reason (PS3.4 J.3.2.1.1.2)."""
     with archive.engine.connect() as conn:
         row = conn.execute(
@@ -44,14 +44,14 @@ def verify_reference(archive: Archive, sop_class: str, sop_uid: str) -> int | No
             )
         ).first()
     if row is None:
-        return NO_SUCH_OBJECT
+        return GeneralStatus.NO_SUCH_OBJECT_INSTANCE
     if row.sop_class_uid != sop_class:
-        return CLASS_INSTANCE_CONFLICT
+        return GeneralStatus.CLASS_INSTANCE_CONFLICT
     try:
         stored = dataset_sha256(archive.store, row.storage_key)
     except Exception:  # missing or unreadable bytes are not committed
-        return PROCESSING_FAILURE
-    return None if stored == row.sha256 else PROCESSING_FAILURE
+        return GeneralStatus.PROCESSING_FAILURE
+    return None if stored == row.sha256 else GeneralStatus.PROCESSING_FAILURE
 
 
 def commitment_report(archive: Archive, request: Dataset) -> tuple[int, Dataset]:
@@ -69,28 +69,31 @@ def commitment_report(archive: Archive, request: Dataset) -> tuple[int, Dataset]
         if reason is None:
             committed.append(item)
         else:
-            item.FailureReason = reason
+            item.FailureReason = int(reason)
             failed.append(item)
     report.RetrieveAETitle = archive.settings.ae_title
     if committed:
         report.ReferencedSOPSequence = Sequence(committed)
     if failed:
         report.FailedSOPSequence = Sequence(failed)
-    return (2 if failed else 1), report
+    return (FAILURES_EXIST if failed else ALL_COMMITTED), report
 
 
-def handle_action(event: Event, archive: Archive) -> tuple[int, Dataset | None]:
+def handle_action(event: Event, archive: Archive) -> tuple[int | Dataset, Dataset | None]:
     action: Any = event.request
-    if action.ActionTypeID != 1:
-        return 0x0123, None  # No such action type
+    if action.ActionTypeID != REQUEST:
+        return GeneralStatus.NO_SUCH_ACTION_TYPE, None
     request = event.action_information
     if "TransactionUID" not in request:
-        return 0x0120, None  # Missing attribute
-    event_type, report = commitment_report(archive, request)
+        return GeneralStatus.MISSING_ATTRIBUTE, None
+    with attempt("storage commitment", GeneralStatus.PROCESSING_FAILURE) as attempted:
+        event_type, report = commitment_report(archive, request)
+    if attempted.failure is not None:
+        return attempted.failure, None
     threading.Thread(
         target=_send_report, args=(archive, event.assoc, event_type, report), daemon=True
     ).start()
-    return 0x0000, None
+    return GeneralStatus.SUCCESS, None
 
 
 def _send_report(archive: Archive, assoc: Association, event_type: int, report: Dataset) -> None:

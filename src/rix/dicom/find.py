@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import structlog
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.events import Event
@@ -16,11 +15,9 @@ from rix.access import trail
 from rix.archive import Archive
 from rix.dicom import identifiers
 from rix.dicom.principal import principal_of
-from rix.dicom.store import status
-from rix.errors import QueryStatus, RixError
+from rix.dicom.status import attempt
+from rix.errors import QueryStatus
 from rix.index import queries
-
-log = structlog.get_logger(__name__)
 
 FindReply = tuple[Dataset | int, Dataset | None]
 MAX_QUEUED = 16  # responses waiting to be sent before the handler pauses
@@ -29,21 +26,14 @@ MAX_QUEUED = 16  # responses waiting to be sent before the handler pauses
 def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
     identifier = event.identifier
     principal = principal_of(event)
-    try:
+    with attempt("c-find", QueryStatus.UNABLE_TO_PROCESS) as attempted:
         query = identifiers.parse(identifier, str(event.request.AffectedSOPClassUID))
         with archive.engine.connect() as conn:
             rows = list(
                 queries.find(conn, query.level, query.matches, scope=access.scope(principal))
             )
-    except RixError as exc:
-        yield status(exc.dimse_status, exc.reason), None
-        return
-    except Exception as exc:
-        log.exception("c-find failed", error=type(exc).__name__)
-        yield (
-            status(QueryStatus.UNABLE_TO_PROCESS, f"unable to process: {type(exc).__name__}"),
-            None,
-        )
+    if attempted.failure is not None:
+        yield attempted.failure, None
         return
     trail.record_query(archive.writer.post, principal, query.level, query.matches, rows)
     implicit = event.context.transfer_syntax == ImplicitVRLittleEndian

@@ -30,6 +30,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from rix.archive import Archive
 from rix.config import quiet_phi_loggers
 from rix.dicom import commitment, find, mpps, principal, retrieve, store, worklist
+from rix.dicom.status import GeneralStatus
+from rix.retrieve import copies
 from rix.retrieve.network import set_nodelay, shorten_reactor_poll
 
 log = structlog.get_logger(__name__)
@@ -114,7 +116,7 @@ def handlers(archive: Archive) -> list[Any]:
         (evt.EVT_USER_ID, partial(principal.on_user_identity, archive=archive)),
         (evt.EVT_RELEASED, partial(store.audit_association, archive=archive)),
         (evt.EVT_ABORTED, partial(store.audit_association, archive=archive)),
-        (evt.EVT_C_ECHO, lambda _event: 0x0000),
+        (evt.EVT_C_ECHO, lambda _event: GeneralStatus.SUCCESS),
         (evt.EVT_C_STORE, partial(store.handle_store, archive=archive)),
         (evt.EVT_C_FIND, partial(handle_find, archive=archive)),
         (evt.EVT_C_MOVE, partial(retrieve.handle_move, archive=archive)),
@@ -129,7 +131,7 @@ def start(archive: Archive) -> ThreadedAssociationServer:
     """Listen on the configured address without blocking; ``shutdown()`` stops it."""
     quiet_phi_loggers()
     shorten_reactor_poll()
-    retrieve.enable_sending_as_stored()
+    copies.enable_sending_as_stored()
     ae = build_ae(archive)
     settings = archive.settings
     server = ae.start_server(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.events import Event
@@ -13,24 +12,9 @@ from rix.access.checks import require_store
 from rix.access.trail import StoreTally
 from rix.archive import Archive
 from rix.dicom.principal import principal_of
-from rix.errors import RixError, StoreStatus
+from rix.dicom.status import attempt, status
+from rix.errors import StoreStatus
 from rix.ingest import Received, ingest
-
-log = structlog.get_logger(__name__)
-
-
-def status(code: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = int(code)
-    if comment:
-        ds.ErrorComment = error_comment(comment)
-    return ds
-
-
-def error_comment(reason: str) -> str:
-    """``reason`` as a valid LO (PS3.5 6.2): 64 characters, no backslash or control codes."""
-    text = "".join(c if c.isprintable() else " " for c in reason.replace("\\", "/"))
-    return text[:64]
 
 
 def even_length(dataset: bytes, transfer_syntax: str) -> bytes:
@@ -59,17 +43,12 @@ def handle_store(event: Event, archive: Archive) -> Dataset:
         trust=principal.trust,
     )
     tally = _tally(event)
-    try:
+    with attempt("c-store", StoreStatus.PROCESSING_FAILURE) as attempted:
         require_store(principal)
         result = ingest(archive, received)
-    except RixError as exc:
-        log.warning("c-store refused", reason=exc.reason, status=hex(exc.dimse_status))
-        tally.failed(exc.reason)
-        return status(exc.dimse_status, exc.reason)
-    except Exception as exc:  # a bug must become an answer, never a dead association
-        log.exception("c-store failed", error=type(exc).__name__)
-        tally.failed(type(exc).__name__)
-        return status(StoreStatus.PROCESSING_FAILURE, f"processing failure: {type(exc).__name__}")
+    if attempted.failure is not None:
+        tally.failed(attempted.reason)
+        return attempted.failure
     tally.stored(result)
     return status(result.status, result.reason)
 

@@ -18,29 +18,27 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import structlog
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom.events import Event
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnClause, ColumnElement
 
 from rix import audit
 from rix.access import radiology, trail
 from rix.archive import Archive
+from rix.config import Priority
 from rix.dataset import parsing
 from rix.dicom.find import FindReply
 from rix.dicom.principal import principal_of
-from rix.dicom.store import status
-from rix.errors import InvalidQuery, QueryStatus, RixError
+from rix.dicom.status import attempt
+from rix.errors import InvalidQuery, QueryStatus
 from rix.index.queries import text_matches
-from rix.index.schema import orders as order_rows
+from rix.index.records import name_key
 from rix.index.schema import patients
-from rix.index.write import name_key
+from rix.index.workflow_tables import orders as order_rows
 from rix.workflow import orders
-from rix.workflow.orders import Order, Priority
-
-log = structlog.get_logger(__name__)
+from rix.workflow.orders import Order
 
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 MAX_MATCHES = 1000
@@ -76,29 +74,31 @@ def _instant(day: str, moment: str, *, upper: bool) -> float | None:
         raise InvalidQuery(f"{day!r} / {moment!r} is not a DA/TM value or range") from None
 
 
+def _matching(ds: Dataset, *keys: tuple[str, ColumnClause[Any]]) -> list[ColumnElement[bool]]:
+    """Single value or wildcard matching on each key of ``ds`` given a value other than
+    the universal ``*``."""
+    values = ((parsing.text(ds, keyword), column) for keyword, column in keys)
+    return [text_matches(column, value) for value, column in values if value and value != "*"]
+
+
 def conditions(identifier: Dataset) -> list[ColumnElement[bool]]:
     """The SQL for the keys of a worklist identifier (universal keys filter nothing)."""
-    out: list[ColumnElement[bool]] = []
-    for keyword, column in (
+    out = _matching(
+        identifier,
         ("PatientID", patients.c.patient_id),
         ("AccessionNumber", order_rows.c.accession_number),
         ("RequestedProcedureID", order_rows.c.requested_procedure_id),
-    ):
-        value = parsing.text(identifier, keyword)
-        if value and value != "*":
-            out.append(text_matches(column, value))
+    )
     name = parsing.text(identifier, "PatientName")
     if name and name != "*":
         out.append(text_matches(patients.c.patient_name_ci, name_key(name)))
     items = identifier.get("ScheduledProcedureStepSequence", None) or []
     step = items[0] if len(items) else Dataset()
-    for keyword, column in (
+    out += _matching(
+        step,
         ("Modality", order_rows.c.modality),
         ("ScheduledStationAETitle", order_rows.c.station_ae),
-    ):
-        value = parsing.text(step, keyword)
-        if value and value != "*":
-            out.append(text_matches(column, value))
+    )
     day = parsing.text(step, "ScheduledProcedureStepStartDate")
     if day:
         start, end = _day_bounds(day, parsing.text(step, "ScheduledProcedureStepStartTime"))
@@ -186,19 +186,13 @@ def answer(full: Dataset, asked: Dataset) -> Dataset:
 def handle_find(event: Event, archive: Archive) -> Iterator[FindReply]:
     """C-FIND on the worklist model; an unregistered AE's answer is empty."""
     principal = principal_of(event)
-    try:
+    # an identifier pydicom cannot read, or the database away, is answered too
+    with attempt("worklist c-find", QueryStatus.UNABLE_TO_PROCESS) as attempted:
         identifier = event.identifier
         trust = radiology.worklist_trust(principal)
         found = [] if trust is None else scheduled(archive, trust.pk, identifier)
-    except RixError as exc:
-        yield status(exc.dimse_status, exc.reason), None
-        return
-    except Exception as exc:  # an identifier pydicom cannot read, the database away
-        log.exception("worklist c-find failed", error=type(exc).__name__)
-        yield (
-            status(QueryStatus.UNABLE_TO_PROCESS, f"unable to process: {type(exc).__name__}"),
-            None,
-        )
+    if attempted.failure is not None:
+        yield attempted.failure, None
         return
     _audit(archive, principal, identifier, found)
     for order in found:

@@ -15,15 +15,12 @@ Every other file is still the stored one, byte for byte.
 
 from __future__ import annotations
 
-import io
-import shutil
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -32,12 +29,11 @@ from pydicom.fileset import FileSet
 from rix import access, audit
 from rix.access import trail
 from rix.archive import Archive
-from rix.dataset import transcode
 from rix.errors import NotFound
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
 from rix.region import identity
-from rix.routing.cstore import copy_for
+from rix.retrieve import copies
 
 # Type 1 keys of DICOMDIR records (PS3.3 F.5); an instance lacking one gets this placeholder
 # in its directory record only, never in the exported file itself.
@@ -174,12 +170,9 @@ def _write_fileset(
     total = 0
     for name, item in _fileset(archive, stored, outgoing, folder):
         target = folder / name
-        correction = outgoing.of(item)
-        if correction is not None:
-            target.write_bytes(_corrected(archive, item, correction))
-        else:
-            with archive.store.open(item.storage_key) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+        with target.open("wb") as dst:
+            for piece in copies.streamed(archive.store, item, outgoing.of(item)):
+                dst.write(piece)
         total += target.stat().st_size
         if progress is not None:
             progress(1)
@@ -260,7 +253,7 @@ def zip_for_download(
     sizes = {item.sop_uid: item.size for item in stored}
     for item in stored:
         if (correction := outgoing.of(item)) is not None:
-            sizes[item.sop_uid] = len(_corrected(archive, item, correction))
+            sizes[item.sop_uid] = len(copies.encoded(archive.store, item, correction))
     names = [("DICOMDIR", len(dicomdir))] + [(n, sizes[item.sop_uid]) for n, item in entries]
     _audit(archive, principal, stored, f"download to {source}")
 
@@ -271,12 +264,8 @@ def zip_for_download(
                 dst.write(dicomdir)
             yield sink.take()
             for name, item in entries:
-                correction = outgoing.of(item)
-                with (
-                    _source(archive, item, correction) as src,
-                    out.open(_entry(name, sizes[item.sop_uid]), "w") as dst,
-                ):
-                    while piece := src.read(1 << 20):
+                with out.open(_entry(name, sizes[item.sop_uid]), "w") as dst:
+                    for piece in copies.streamed(archive.store, item, outgoing.of(item)):
                         dst.write(piece)
                         yield sink.take()
                 yield sink.take()
@@ -290,19 +279,3 @@ def _entry(name: str, size: int) -> zipfile.ZipInfo:
     info.compress_type = zipfile.ZIP_STORED
     info.file_size = size
     return info
-
-
-def _corrected(
-    archive: Archive, item: queries.StoredInstance, correction: identity.Coercion
-) -> bytes:
-    """A reconciled instance's file, naming the local record, in its stored syntax."""
-    return transcode.encoded(copy_for(archive, item, correction))
-
-
-def _source(
-    archive: Archive, item: queries.StoredInstance, correction: identity.Coercion | None
-) -> BinaryIO:
-    """What a zip member is read from: the stored file, or its corrected copy."""
-    if correction is None:
-        return archive.store.open(item.storage_key)
-    return io.BytesIO(_corrected(archive, item, correction))

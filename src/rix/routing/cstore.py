@@ -1,8 +1,8 @@
 """C-STORE SCU: rix sending stored instances to a DICOM peer (routing, transfers).
 
-The same as a C-MOVE's sub-operations (``rix.dicom.retrieve``): the stored bytes go out
-unchanged when the peer accepts their transfer syntax and no identity or transcoding
-applies; otherwise the instance is decoded, re-identified for the destination trust and
+Each instance goes out as a C-MOVE's sub-operations send it (``rix.retrieve.copies``):
+the stored bytes unchanged when the peer accepts their transfer syntax and no identity
+or transcoding applies; otherwise decoded, re-identified for the destination trust and
 re-encoded.
 """
 
@@ -12,19 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.uid import UID
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from rix.archive import Archive
-from rix.dataset import transcode
-from rix.dicom import retrieve
 from rix.index import queries
 from rix.region import identity
 from rix.region.aes import RemoteAE
+from rix.retrieve import copies
 from rix.retrieve.network import set_nodelay
 
 log = structlog.get_logger(__name__)
@@ -42,15 +38,6 @@ class Sent:
     refused: list[tuple[str, int]] = field(default_factory=list)
 
 
-def contexts(stored: Sequence[queries.StoredInstance], target: str) -> list[PresentationContext]:
-    """As a C-MOVE proposes them (``retrieve.contexts_for``); with a transcoding
-    ``target``, that syntax alone for every SOP class."""
-    if not target:
-        return retrieve.contexts_for(list(stored))
-    classes = dict.fromkeys(s.sop_class_uid for s in stored)
-    return [build_context(cls, [target]) for cls in classes][: retrieve.MAX_CONTEXTS]
-
-
 def send(
     archive: Archive,
     destination: RemoteAE,
@@ -65,7 +52,7 @@ def send(
     settings = archive.settings
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.dicom_timeout
-    ae.requested_contexts = contexts(stored, transfer_syntax)
+    ae.requested_contexts = copies.contexts_for(stored, transfer_syntax)
     assoc = ae.associate(
         destination.host,
         destination.port,
@@ -76,12 +63,12 @@ def send(
         raise Unreachable(
             f"{destination.title} at {destination.host}:{destination.port} did not associate"
         )
-    retrieve.send_as_stored(assoc)
+    copies.send_as_stored(assoc)
     sent = Sent()
     try:
         for item in stored:
             status = _one(archive, assoc, item, outgoing.of(item), transfer_syntax)
-            if status == 0 or 0xB000 <= status <= 0xBFFF:  # success, or stored with a warning
+            if code_to_category(status) in (STATUS_SUCCESS, STATUS_WARNING):
                 sent.delivered.append(item.sop_uid)
                 on_delivered(item)
             else:
@@ -102,30 +89,10 @@ def _one(
     """The peer's C-STORE status for one instance."""
     if not assoc.is_established:
         raise Unreachable("the destination ended the association")
-    if target and target != item.transfer_syntax:
-        dataset: Dataset = copy_for(archive, item, coercion, target)
-    else:
-        dataset = retrieve.load(archive, item, list(assoc.accepted_contexts), coercion)
+    accepted = list(assoc.accepted_contexts)
+    dataset = copies.for_association(archive.store, item, accepted, coercion, target)
     response = assoc.send_c_store(dataset)
     status = int(getattr(response, "Status", -1)) if response else -1
     if status == -1:
         raise Unreachable("no C-STORE response (timeout or abort)")
     return status
-
-
-def copy_for(
-    archive: Archive,
-    item: queries.StoredInstance,
-    coercion: identity.Coercion | None,
-    target: str = "",
-) -> Dataset:
-    """A stored instance decoded for a destination: the identity it goes out with
-    (``identity.Outgoing.of``) applied and, when ``target`` is given, re-encoded in that
-    transfer syntax (C-STORE, STOW-RS, WADO-RS, export)."""
-    with archive.store.open(item.storage_key) as f:
-        ds = dcmread(f)
-    if coercion is not None:
-        coercion.apply(ds)
-    if target:
-        transcode.to_syntax(ds, UID(target))
-    return ds

@@ -14,14 +14,13 @@ import httpx
 
 from rix.archive import Archive
 from rix.config import environment_secret
-from rix.dataset import transcode
+from rix.errors import StoreStatus
 from rix.index import queries
 from rix.region import identity
-from rix.routing import cstore as dicom_send
+from rix.retrieve import copies
 from rix.routing.rules import Destination
 
 BATCH = 50
-CHUNK = 1 << 20
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
@@ -97,13 +96,7 @@ def _body(
     identity or transfer syntax asks for a re-encoded copy."""
     for item in batch:
         yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        coercion = outgoing.of(item)
-        if coercion is None and target in ("", item.transfer_syntax):
-            with archive.store.open(item.storage_key) as f:
-                while chunk := f.read(CHUNK):
-                    yield chunk
-        else:
-            yield transcode.encoded(dicom_send.copy_for(archive, item, coercion, target))
+        yield from copies.streamed(archive.store, item, outgoing.of(item), target)
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
 
@@ -132,5 +125,10 @@ def _failed(document: object) -> list[tuple[str, int]]:
     out = []
     for item in _items(document, FAILED_SOP_SEQUENCE):
         reason = _text(item, FAILURE_REASON)
-        out.append((_text(item, REFERENCED_SOP_INSTANCE_UID), int(reason) if reason else 0xC000))
+        out.append(
+            (
+                _text(item, REFERENCED_SOP_INSTANCE_UID),
+                int(reason) if reason else StoreStatus.CANNOT_UNDERSTAND,
+            )
+        )
     return out

@@ -32,15 +32,13 @@ from rix.index import queries
 from rix.index.attributes import BY_KEYWORD
 from rix.index.schema import instance_metadata, instances, series, studies
 from rix.region import identity
-from rix.retrieve import metadata
-from rix.routing.cstore import copy_for
+from rix.retrieve import copies, metadata
 from rix.web.context import archive_of
 from rix.web.dicomweb import mediatypes
 from rix.web.dicomweb.errors import BadRequest, NotAcceptable, check_uids
 
 log = structlog.get_logger(__name__)
 
-CHUNK = 1 << 20
 IMMUTABLE = "private, max-age=31536000, immutable"  # a stored instance never changes
 REVALIDATE = "private, no-cache"  # a study or series can gain instances
 # The same URL answers single part or multipart, stored or decoded, JPEG or PNG by the
@@ -79,12 +77,6 @@ def not_modified(request: Request, tag: str) -> bool:
     return tag in request.headers.get("if-none-match", "")
 
 
-def chunks(archive: Archive, key: str) -> Iterator[bytes]:
-    with archive.store.open(key) as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
-
-
 def check_producible(found: list[queries.StoredInstance], target: str) -> None:
     """406 before the first byte is sent: once a 200 has started, no error can follow."""
     if target == "*" or target in mediatypes.UNCOMPRESSED:
@@ -103,10 +95,9 @@ def transcoded(
     the stored syntax), with ``correction`` applied."""
     check_producible([item], target)
     try:
-        ds = copy_for(archive, item, correction, "" if target == item.transfer_syntax else target)
+        return copies.encoded(archive.store, item, correction, target)
     except transcode.CannotTranscode as exc:
         raise NotAcceptable(str(exc)) from exc
-    return transcode.encoded(ds)
 
 
 def corrections(archive: Archive, found: list[queries.StoredInstance]) -> identity.Outgoing:
@@ -131,8 +122,8 @@ def served(
     instance after it."""
     stored_ts = item.transfer_syntax
     target = stored_ts if wanted == "*" else wanted
-    if correction is None and target == stored_ts:
-        return chunks(archive, item.storage_key), stored_ts
+    if copies.unchanged(item, correction, target):
+        return copies.streamed(archive.store, item, None), stored_ts
     try:
         return iter([transcoded(archive, item, target, correction)]), target
     except NotAcceptable as exc:
@@ -140,7 +131,7 @@ def served(
             raise
         log.warning("instance sent in its stored syntax", reason=exc.reason[:200])
     if correction is None:
-        return chunks(archive, item.storage_key), stored_ts
+        return copies.streamed(archive.store, item, None), stored_ts
     return iter([transcoded(archive, item, stored_ts, correction)]), stored_ts
 
 
