@@ -67,3 +67,11 @@ def test_the_readme_picture_is_drawn_from_the_code() -> None:
     drawn = (ROOT / "docs" / "architecture.svg").read_text()
     again = "python -m tests.architecture.layers docs/architecture.svg"
     assert drawn == layers.svg(FOUND), f"draw it again: {again}"
+
+
+def test_the_readme_names_every_part_in_its_architecture_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    for part in layers.ORDER:
+        name = f"`{part}/`" if (ROOT / "src" / "rix" / part).is_dir() else f"`{part}.py`"
+        assert name in table, f"{name} is missing from the README's architecture table"
