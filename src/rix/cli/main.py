@@ -94,8 +94,8 @@ def ae_add(
 @ae_app.command("list")
 def ae_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
     """List registered DICOM peers."""
-    from rix.archive import open_archive
     from rix.region import aes
+    from rix.serve import open_archive
 
     archive = open_archive(_settings(cfg, data=data, database_url=database_url))
     table = Table("AE title", "host", "port", "trust", "description")
@@ -149,16 +149,16 @@ def import_(
         summary = importer.import_paths(archive, paths, advance, trust=owner, principal=operator())
     console.print(
         f"stored {summary.stored}, already present {summary.already_present}, "
-        f"duplicates kept aside {summary.duplicates_kept}, rejected {len(summary.rejected)}, "
+        f"duplicates kept aside {summary.duplicates_kept}, rejected {len(summary.refused)}, "
         f"skipped {len(summary.skipped)}"
     )
-    if summary.rejected:
+    if summary.refused:
         table = Table("rejected file", "reason")
-        for label, reason in summary.rejected[:50]:
-            table.add_row(label, reason)
+        for problem in summary.refused[:50]:
+            table.add_row(problem.file, problem.reason)
         console.print(table)
-        if len(summary.rejected) > 50:
-            console.print(f"... and {len(summary.rejected) - 50} more")
+        if len(summary.refused) > 50:
+            console.print(f"... and {len(summary.refused) - 50} more")
         raise typer.Exit(1)
 
 
@@ -223,7 +223,7 @@ def verify(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = No
         with archive.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(instances)).scalar_one()
         with _progress("verifying", total) as advance:
-            report = verifying.verify(archive, advance)
+            report = verifying.verify(archive.engine, archive.store, advance)
     console.print(f"checked {report.checked} objects")
     for key in report.mismatched:
         console.print(f"  [red]checksum mismatch[/red] {key}")
@@ -241,11 +241,11 @@ def verify(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = No
 @app.command()
 def demo(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
     """Load the synthetic demo region (idempotent)."""
-    from rix.cli import demo as demo_region
+    from rix.cli import demo as demo_loader
 
     with (
         _archive(cfg, data, database_url) as archive,
-        _progress("demo region", demo_region.size()) as advance,
+        _progress("demo region", demo_loader.size()) as advance,
     ):
-        stored = demo_region.load(archive, advance)
-    console.print(f"demo region: {stored} new instances, {demo_region.size() - stored} present")
+        stored = demo_loader.load(archive, advance)
+    console.print(f"demo region: {stored} new instances, {demo_loader.size() - stored} present")
