@@ -124,8 +124,8 @@ def trail(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Tr
     origin = f"http://127.0.0.1:{server.http_port}"
     try:
         server.start()
-        server.rix("user", "add", "root", "--roles", "region-admin")
-        root = server.rix("token", "create", "root").stdout.strip()
+        server.add_user("root", "region-admin")
+        root = server.create_token("root")
         with ExitStack() as stack:
 
             def client(token: str = "", path: str = "") -> httpx.Client:

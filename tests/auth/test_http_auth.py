@@ -100,8 +100,8 @@ def site(
     origin = f"http://127.0.0.1:{server.http_port}"
     try:
         server.start()
-        server.rix("user", "add", "root", "--roles", "region-admin")
-        root = server.rix("token", "create", "root").stdout.strip()
+        server.add_user("root", "region-admin")
+        root = server.create_token("root")
         with httpx.Client(base_url=origin, headers=bearer(root), timeout=30) as admin:
             assert admin.post("/api/trusts", json={"code": "TEST", "name": "Test"}).is_success
             for username in ("tester", "alice"):

@@ -83,8 +83,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, idp: IdentityProvider) -> Ite
     )
     try:
         server.start()
-        server.rix("user", "add", "root", "--roles", "region-admin")
-        root = server.rix("token", "create", "root").stdout.strip()
+        server.add_user("root", "region-admin")
+        root = server.create_token("root")
         with httpx.Client(base_url=origin + "/api", headers=bearer(root), timeout=30) as admin:
             assert admin.post("/trusts", json={"code": "TEST", "name": "Test"}).is_success
             for username, password in (("olivia", PASSWORD), ("dora", "")):

@@ -81,9 +81,7 @@ def test_cancel_stops_a_cmove_and_counts_the_remaining_sub_operations(
 ) -> None:
     model = scu.STUDY_ROOT_MOVE
     with scu.CaptureSCP("CANCELDEST") as destination:
-        rix_server.rix(
-            "ae", "add", destination.ae_title, "--host", dcmtk.HOST, "--port", str(destination.port)
-        )
+        rix_server.add_ae(destination.ae_title, dcmtk.HOST, destination.port)
         with scu.association(rix_server.dicom_port, [build_context(model)]) as assoc:
             context_id = assoc.accepted_contexts[0].context_id
             query = scu.query("STUDY", StudyInstanceUID=bulk_study)

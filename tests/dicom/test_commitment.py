@@ -164,7 +164,7 @@ def test_report_comes_on_a_new_association_when_the_requester_has_released(
         evt_handlers=[*scu.NODELAY, (evt.EVT_N_EVENT_REPORT, on_report)],
     )  # fmt: skip
     try:
-        rix_server.rix("ae", "add", "MODALITY", "--host", scu.HOST, "--port", str(port))
+        rix_server.add_ae("MODALITY", scu.HOST, port)
         action = Dataset()
         action.TransactionUID = generate_uid()
         action.ReferencedSOPSequence = [_item(*ref(1)), _item(*UNKNOWN)]

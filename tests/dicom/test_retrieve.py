@@ -27,7 +27,7 @@ EXPLICIT = "1.2.840.10008.1.2.1"
 @pytest.fixture(scope="module")
 def destination(rix_server: RixServer) -> Iterator[scu.CaptureSCP]:
     with scu.CaptureSCP("MOVEDEST") as scp:
-        rix_server.rix("ae", "add", scp.ae_title, "--host", dcmtk.HOST, "--port", str(scp.port))
+        rix_server.add_ae(scp.ae_title, dcmtk.HOST, scp.port)
         yield scp
 
 

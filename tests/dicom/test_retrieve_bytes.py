@@ -73,7 +73,7 @@ def storescp(
     rix_server: RixServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dcmtk.StoreSCP]:
     with dcmtk.storescp(tmp_path_factory.mktemp("storescp") / "in") as scp:
-        rix_server.rix("ae", "add", scp.ae_title, "--host", dcmtk.HOST, "--port", str(scp.port))
+        rix_server.add_ae(scp.ae_title, dcmtk.HOST, scp.port)
         yield scp
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from rix.admin import region as admin
+from rix.cli.options import operator
 from rix.config import normalise_database_url
 from tests.peers.server import RixServer
 from tests.peers.synthetic import write_series
@@ -37,8 +39,9 @@ def test_reindex_keeps_trust_ownership_and_hand_made_mpi_decisions(
     server.rix("demo")
     write_series(tmp_path / "media", 2, patient_id="IMPORTED-1")
     server.rix("import", str(tmp_path / "media"), "--trust", "SSX")
-    server.rix("mpi", "unlink", "NGH/N-55021")
-    server.rix("mpi", "link", "SSX/SSX-7790", "--to", "EMH/EMH100002")
+    with server.archive() as archive:  # as `rix mpi unlink` and `rix mpi link` (tests/region)
+        admin.unlink(archive, operator(), "NGH/N-55021")
+        admin.link(archive, operator(), "SSX/SSX-7790", "EMH/EMH100002")
     before = owners(server)
     assert set(before.values()) == {"EMH", "NGH", "SSX"}
 

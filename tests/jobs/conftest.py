@@ -11,8 +11,8 @@ from sqlalchemy import delete
 from rix.archive import Archive
 from rix.index.database import begin_write
 from rix.index.schema import deliveries, jobs
-from tests.jobs.archive import opened
 from tests.peers import postgres
+from tests.peers.archive import opened
 
 
 @pytest.fixture(scope="module")

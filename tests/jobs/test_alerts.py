@@ -15,9 +15,9 @@ from rix.jobs import queue
 from rix.jobs.queue import Job, Priority, State
 from rix.routing import deliver
 from rix.routing.rules import Destination
-from tests.jobs.archive import opened
 from tests.jobs.webhook import Recorder
 from tests.peers import scu
+from tests.peers.archive import opened
 from tests.peers.server import RixServer, free_port
 from tests.peers.synthetic import ct_slice
 
@@ -65,7 +65,7 @@ def test_dead_lettered_send_posts_one_alert_to_the_webhook(
         ).start()
         try:
             # a registered PACS with nothing listening on its port
-            server.rix("ae", "add", "NOWHERE", "--host", "127.0.0.1", "--port", str(free_port()))
+            server.add_ae("NOWHERE", "127.0.0.1", free_port())
             study_uid = store_one_study(server)
             with opened(server.data, migrated_database_url, migrate=False) as archive:
                 with begin_write(archive.engine) as conn:

@@ -21,8 +21,8 @@ from rix.index.database import begin_write
 from rix.jobs import queue
 from rix.jobs.queue import Job
 from rix.region import trusts
-from tests.jobs.archive import opened
 from tests.peers import postgres
+from tests.peers.archive import opened
 from tests.peers.server import RixServer
 
 LATER = 3600.0  # run_at this far ahead: never due during the test
@@ -95,8 +95,8 @@ def region(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     try:
         with ExitStack() as stack:
             server.start()
-            server.rix("user", "add", "radmin", "--roles", "region-admin")
-            admin = client(stack, server, server.rix("token", "create", "radmin").stdout.strip())
+            server.add_user("radmin", "region-admin")
+            admin = client(stack, server, server.create_token("radmin"))
             for code in ("TEST", "OTHER"):
                 body = {"code": code, "name": f"{code} NHS Trust", "issuer": f"{code}-MRN"}
                 answer = admin.post("/api/trusts", json=body)

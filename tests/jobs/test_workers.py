@@ -14,9 +14,9 @@ from rix.index.schema import jobs
 from rix.jobs import queue
 from rix.jobs.queue import State
 from rix.workflow import turnaround_alerts
-from tests.jobs.archive import opened
 from tests.jobs.webhook import Recorder
 from tests.jobs.worker_process import worker_processes
+from tests.peers.archive import opened
 
 JOBS = 100
 

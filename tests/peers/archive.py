@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rix.archive import Archive
 from rix.config import Settings
@@ -13,12 +14,14 @@ from rix.serve import open_archive
 
 
 @contextmanager
-def opened(data: Path, database_url: str, *, migrate: bool = True) -> Iterator[Archive]:
-    """The archive of ``data`` and ``database_url``, closed on exit: a server started on
-    the same pair shares its job table with this process (``migrate=False`` beside a
-    server that already migrated it)."""
-    settings = dataclasses.replace(Settings(), data=data, database_url=database_url)
-    archive = open_archive(settings, migrate=migrate)
+def opened(
+    data: Path, database_url: str, *, migrate: bool = True, **settings: Any
+) -> Iterator[Archive]:
+    """The archive of ``data`` and ``database_url`` (and any other ``settings``), closed on
+    exit: a server started on the same pair shares its index with this process
+    (``migrate=False`` beside a server that already migrated it)."""
+    base = dataclasses.replace(Settings(), data=data, database_url=database_url, **settings)
+    archive = open_archive(base, migrate=migrate)
     try:
         yield archive
     finally:

@@ -2,8 +2,9 @@
 the trust), their staff, and patients stored by each trust's own AE; and the DICOM
 requests of a peer that may name its user (User Identity Negotiation, PS3.7 D.3.3.7).
 
-The region is built through the server's own doors only: the command line for the first
-region administrator, then the HTTP API (``/api``) as that administrator.
+The region is built through the server's own doors: the functions behind the command line
+(called in process, see ``RixServer.archive``) for the first region administrator and the
+agreements, then the HTTP API (``/api``) as that administrator.
 """
 
 from __future__ import annotations
@@ -335,11 +336,11 @@ class Region:
             self.sent.update(store(self.port, Caller(ae_title=title), instances(patient)))
 
     def agree(self, one: str, other: str, agreed: bool) -> None:
-        """Make or end the agreement with the command line, only when it changes."""
+        """Make or end the agreement as the command line does, only when it changes."""
         pair = frozenset((one, other))
         if (pair in self.agreements) == agreed:
             return
-        self.server.rix("agreement", "add" if agreed else "remove", one, other)
+        self.server.agree(one, other, agreed)
         if agreed:
             self.agreements.add(pair)
         else:
@@ -369,10 +370,10 @@ def named(patient: Patient) -> dict[str, str]:
 @contextmanager
 def region(folder: Path, backend: str, trusts: Sequence[str]) -> Iterator[Region]:
     """A server of its own with ``trusts``, each with its PACS, and a region administrator
-    (made with the command line, as on a new server)."""
+    (made as the command line makes one on a new server)."""
     with own_server(folder, backend) as server, ExitStack() as stack:
-        server.rix("user", "add", "admin", "--roles", "region-admin")
-        token = server.rix("token", "create", "admin").stdout.strip()
+        server.add_user("admin", "region-admin")
+        token = server.create_token("admin")
         origin = f"http://127.0.0.1:{server.http_port}"
         admin = stack.enter_context(
             httpx.Client(base_url=origin, timeout=30, headers={"Authorization": f"Bearer {token}"})

@@ -277,11 +277,9 @@ def region(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[R
     origin = f"http://127.0.0.1:{server.http_port}"
     try:
         server.start()
-        server.rix("user", "add", "registrar", "--roles", "region-admin")
+        server.add_user("registrar", "region-admin")
         with ExitStack() as clients:
-            admin = clients.enter_context(
-                _client(origin, server.rix("token", "create", "registrar").stdout.strip())
-            )
+            admin = clients.enter_context(_client(origin, server.create_token("registrar")))
             for code in ("NORTH", "SOUTH"):
                 assert admin.post("/api/trusts", json={"code": code, "name": code}).is_success
             sharing = {"trust": "NORTH", "other": "SOUTH", "description": "DSA-1"}

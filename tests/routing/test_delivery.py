@@ -91,8 +91,8 @@ def router(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             extra_env={"RIX_STABLE_SECONDS": "1", TOKEN_ENV: receiver.token},
         ).start()
         stack.callback(server.stop)
-        server.rix("user", "add", "admin", "--roles", "region-admin")
-        token = server.rix("token", "create", "admin").stdout.strip()
+        server.add_user("admin", "region-admin")
+        token = server.create_token("admin")
         admin = stack.enter_context(
             httpx.Client(
                 base_url=f"http://127.0.0.1:{server.http_port}",

@@ -52,7 +52,7 @@ def test_a_study_for_a_destination_that_was_down_arrives_once_after_rix_was_kill
     server = new_server(
         tmp_path, database_url=migrated_database_url, extra_env={"RIX_STABLE_SECONDS": "1"}
     )
-    server.rix("ae", "add", "DEST", "--host", dcmtk.HOST, "--port", str(destination.port))
+    server.add_ae("DEST", dcmtk.HOST, destination.port)
     (tmp_path / "rules.toml").write_text(RULE)
     server.rix("rules", "load", str(tmp_path / "rules.toml"))
     study = write_study(tmp_path / "media", count=8)

@@ -73,11 +73,9 @@ def moving_region(folder: Path, backend: str) -> Iterator[Region]:
     try:
         for code in WITH_PACS:
             name, issuer = f"{code} NHS Trust", issuer_of(code)
-            server.rix(
-                "trust", "add", code, "--name", name, "--issuer", issuer, "--pacs", pacs_of(code)
-            )
-        server.rix("user", "add", "admin", "--roles", "region-admin")
-        token = server.rix("token", "create", "admin").stdout.strip()
+            server.add_trust(code, name, issuer, pacs_of(code))
+        server.add_user("admin", "region-admin")
+        token = server.create_token("admin")
         server.start()
         with ExitStack() as stack:
             admin = stack.enter_context(

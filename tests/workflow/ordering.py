@@ -90,8 +90,8 @@ def workflow_region(folder: Path, backend: str) -> Iterator[Workflow]:
         extra_env={"RIX_HL7_PORT": str(hl7_port), "RIX_STABLE_SECONDS": "0.3"},
     )
     try:
-        server.rix("user", "add", "admin", "--roles", "region-admin")
-        token = server.rix("token", "create", "admin").stdout.strip()
+        server.add_user("admin", "region-admin")
+        token = server.create_token("admin")
         server.start()
         with ExitStack() as stack:
             admin = stack.enter_context(

@@ -35,8 +35,8 @@ def partner(rix_server: RixServer) -> Iterator[Partner]:
     server = rix_server
     origin = f"http://127.0.0.1:{server.http_port}"
     tester = server.auth  # TEST's clinician and radiologist
-    server.rix("user", "add", "rpb.admin", "--roles", "region-admin")
-    admin = {"Authorization": f"Bearer {server.rix('token', 'create', 'rpb.admin').stdout.strip()}"}
+    server.add_user("rpb.admin", "region-admin")
+    admin = {"Authorization": f"Bearer {server.create_token('rpb.admin')}"}
     tokens = {}
     with httpx.Client(base_url=origin, headers=admin, timeout=60) as api:
         for path, body in (

@@ -88,8 +88,7 @@ def portal(
     try:
         origin = f"http://127.0.0.1:{server.http_port}"
         stower = server.auth  # makes trust TEST and its API user
-        clinician = ["--roles", "clinician", "--trust", "TEST", "--password", PASSWORD]
-        server.rix("user", "add", USERNAME, *clinician)
+        server.add_user(USERNAME, "clinician", trust="TEST", password=PASSWORD)
         study_uid, series_uid = generate_uid(), generate_uid()
         who = {"patient_id": "PORTAL-1", "name": "Portal^Petra"}
         files = [
@@ -199,9 +198,8 @@ def _study(
 @pytest.fixture(scope="session")
 def region(portal: Portal) -> Region:
     server = portal.server
-    admin_roles = ["--roles", "region-admin", "--password", PASSWORD]
-    server.rix("user", "add", ADMIN, *admin_roles)
-    admin_token = server.rix("token", "create", ADMIN).stdout.strip()
+    server.add_user(ADMIN, "region-admin", password=PASSWORD)
+    admin_token = server.create_token(ADMIN)
     admin = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as api:
         for path, body in (

@@ -74,12 +74,11 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
     server = RixServer(data=data, extra_env={"RIX_WORKERS": "0"}).start()
     try:
         stower = server.auth  # makes trust TEST and its API user
-        server.rix("trust", "add", "OTHER", "--name", "Other Trust")
-        who = ["--password", PASSWORD]
-        server.rix("user", "add", REGION_ADMIN, "--roles", "region-admin", *who)
-        server.rix("user", "add", TRUST_ADMIN, "--roles", "trust-admin", "--trust", "TEST", *who)
-        server.rix("user", "add", CLINICIAN, "--roles", "clinician", "--trust", "TEST", *who)
-        server.rix("user", "add", OTHER_USER, "--roles", "clinician", "--trust", "OTHER", *who)
+        server.add_trust("OTHER", "Other Trust")
+        server.add_user(REGION_ADMIN, "region-admin", password=PASSWORD)
+        server.add_user(TRUST_ADMIN, "trust-admin", trust="TEST", password=PASSWORD)
+        server.add_user(CLINICIAN, "clinician", trust="TEST", password=PASSWORD)
+        server.add_user(OTHER_USER, "clinician", trust="OTHER", password=PASSWORD)
         study, series = generate_uid(), generate_uid()
         files = [
             dicomweb.part10(

@@ -23,10 +23,7 @@ OPINION = "No metastasis. The 3 mm nodule is a granuloma, unchanged: no follow-u
 
 @pytest.fixture(scope="module")
 def sender(portal: Portal) -> str:
-    portal.server.rix(
-        "user", "add", USERNAME, "--roles", "clinician", "--trust", "TEST",
-        "--email", SENDER_EMAIL,
-    )  # fmt: skip
+    portal.server.add_user(USERNAME, "clinician", trust="TEST", email=SENDER_EMAIL)
     return USERNAME
 
 

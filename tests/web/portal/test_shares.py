@@ -39,10 +39,7 @@ class Opened:
 def owner(portal: Portal) -> dict[str, str]:
     """``tester`` (clinician and radiologist of TEST) with an address for alerts."""
     headers = portal.server.auth
-    portal.server.rix(
-        "user", "add", "tester", "--roles", "clinician,radiologist", "--trust", "TEST",
-        "--email", OWNER_EMAIL,
-    )  # fmt: skip
+    portal.server.add_user("tester", "clinician,radiologist", trust="TEST", email=OWNER_EMAIL)
     return headers
 
 
@@ -297,8 +294,8 @@ def test_shares_are_seen_by_their_owner_and_admins_only(
     share = create(api, region)
     with open_link(portal, share) as web:
         web.get(f"/dicomweb/studies/{region.rita_test_study}/metadata")
-    portal.server.rix("user", "add", "other.clinician", "--roles", "clinician", "--trust", "TEST")
-    other = portal.server.rix("token", "create", "other.clinician").stdout.strip()
+    portal.server.add_user("other.clinician", "clinician", trust="TEST")
+    other = portal.server.create_token("other.clinician")
     with httpx.Client(base_url=portal.origin, headers={"Authorization": f"Bearer {other}"}) as c:
         assert c.get(f"/api/shares/{share['id']}").status_code == 403
         assert c.post(f"/api/shares/{share['id']}/revoke").status_code == 403

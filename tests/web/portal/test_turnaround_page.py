@@ -31,9 +31,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         load_week(archive, now=time.time())
     server = RixServer(data=data).start()
     try:
-        radiologist = ["--roles", "radiologist", "--trust", "EMH", "--password", PASSWORD]
-        server.rix("user", "add", RADIOLOGIST, *radiologist)
-        server.rix("user", "add", REGION_ADMIN, "--roles", "region-admin", "--password", PASSWORD)
+        server.add_user(RADIOLOGIST, "radiologist", trust="EMH", password=PASSWORD)
+        server.add_user(REGION_ADMIN, "region-admin", password=PASSWORD)
         yield f"http://127.0.0.1:{server.http_port}"
     finally:
         server.stop()
