@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -748,6 +749,4 @@ def _markdown(
 
 
 def _version(package: str) -> str:
-    from importlib.metadata import version
-
     return version(package)

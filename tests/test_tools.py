@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from rix.dataset.parsing import split_file
@@ -50,8 +51,6 @@ def test_export_writes_a_dicomdir_and_the_files_exactly_as_stored(
 ) -> None:
     files = write_series(tmp_path / "in", 4, patient_id="EXP1")
     server.rix("import", str(tmp_path / "in"))
-    from pydicom import dcmread
-
     study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     server.rix("export", study, "--to", str(tmp_path / "out.zip"))
     with zipfile.ZipFile(tmp_path / "out.zip") as z:
@@ -85,8 +84,6 @@ def test_reindex_reports_objects_the_index_did_not_know(server: RixServer, tmp_p
     files = write_series(tmp_path / "a", 2, patient_id="RE3")
     server.rix("import", str(tmp_path / "a"))
     stray = write_series(tmp_path / "stray", 1, patient_id="RE4")[0]
-    from pydicom import dcmread
-
     ds = dcmread(stray, stop_before_pixels=True)
     folder = server.data / "objects" / ds.StudyInstanceUID / ds.SeriesInstanceUID
     folder.mkdir(parents=True)

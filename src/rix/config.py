@@ -562,7 +562,7 @@ def is_loopback(host: str) -> bool:
 
 def quiet_phi_loggers() -> None:
     """pynetdicom logs C-FIND/MOVE/GET identifiers at INFO (patient data; pynetdicom #911)."""
-    from pynetdicom import _config
+    from pynetdicom import _config  # noqa: PLC0415 (config must not pay pynetdicom's import)
 
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False

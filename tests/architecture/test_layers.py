@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,6 @@ def test_an_upward_import_inside_a_function_is_found(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("module", sorted(layers.modules()))
 def test_every_package_says_what_its_one_job_is(module: str) -> None:
-    import ast
-
     path = layers.modules()[module]
     assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no docstring"
 

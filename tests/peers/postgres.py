@@ -7,6 +7,9 @@ import uuid
 
 import psycopg
 
+from rix.config import normalise_database_url
+from rix.index import database
+
 ADMIN_URL = os.environ.get("RIX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 _template: dict[str, str] = {}  # "name": a database at the newest schema, made once
@@ -45,9 +48,6 @@ def _url(name: str) -> str:
 
 def _migrated_template() -> str:
     if "name" not in _template:
-        from rix.config import normalise_database_url
-        from rix.index import database
-
         url = create_database()
         engine = database.connect(normalise_database_url(url))
         try:

@@ -18,12 +18,14 @@ from dicomweb_client import DICOMwebClient
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
     generate_uid,
 )
+from requests import HTTPError
 
 from tests.peers import images
 from tests.peers.dicomweb import BOUNDARY, after_file_meta, multipart, part10
@@ -350,8 +352,6 @@ def test_retrieve_a_list_of_frames_in_the_order_asked(
 
 
 def test_retrieve_compressed_frames_as_stored(client: DICOMwebClient, study: StoredStudy) -> None:
-    from pydicom.encaps import generate_frames
-
     ds = study.compressed
     got = client.retrieve_instance_frames(
         study.study_uid,
@@ -551,8 +551,6 @@ def test_wado_uri_renders_a_jpeg(http: httpx.Client, study: StoredStudy) -> None
 
 
 def test_unknown_study_is_404_through_the_client(client: DICOMwebClient) -> None:
-    from requests import HTTPError
-
     with pytest.raises(HTTPError) as raised:
         client.retrieve_study(generate_uid())
     assert raised.value.response.status_code == 404
