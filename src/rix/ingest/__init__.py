@@ -30,7 +30,7 @@ from rix.errors import (
     StoreStatus,
     StudyMismatch,
 )
-from rix.index import write
+from rix.index import records, write
 from rix.index.verify import dataset_sha256
 from rix.region.trusts import Trust
 from rix.store import ObjectExists
@@ -51,7 +51,7 @@ class Received:
     study_uid: str = ""  # the study the request addressed (STOW-RS), checked likewise
     trust: Trust | None = None  # the sender's: its AE's trust, or the uploading user's
     # outside media: the local record the user chose for the dataset's patient
-    reconciled: write.Reconciled | None = None
+    reconciled: records.Reconciled | None = None
 
 
 class Outcome(StrEnum):
@@ -73,7 +73,7 @@ class IngestResult:
     reason: str = ""
 
     @property
-    def status(self) -> int:
+    def status(self) -> StoreStatus:
         if self.outcome in (Outcome.KEPT_FIRST, Outcome.KEPT_LATEST):
             return StoreStatus.COERCION_OF_DATA_ELEMENTS  # the warning PS3.4 B.2.3 allows
         return StoreStatus.SUCCESS
@@ -140,20 +140,14 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
         existing = write.find_instance(conn, ident.sop_instance_uid)
     if existing is not None:
         return _duplicate(archive, received, ident, existing, sha)
-    meta = parsing.file_meta(
-        sop_class_uid=ident.sop_class_uid,
-        sop_instance_uid=ident.sop_instance_uid,
-        transfer_syntax=header.transfer_syntax,
-        source_ae=received.calling_ae,
-        private=owner_information(received.trust, received.reconciled),
-    )
+    meta = _file_meta(received, ident, header.transfer_syntax)
     data = meta + received.dataset
     key = ident.key
     try:
         archive.store.put(key, data)
     except ObjectExists:
         key = _claim_existing_object(archive, ident, sha, data)
-    record = write.InstanceRecord.from_header(
+    record = records.InstanceRecord.from_header(
         header.dataset,
         transfer_syntax=header.transfer_syntax,
         size=len(data),
@@ -171,7 +165,19 @@ def ingest(archive: Archive, received: Received) -> IngestResult:
     return _result(Outcome.STORED, ident)
 
 
-def owner_information(trust: Trust | None, reconciled: write.Reconciled | None = None) -> bytes:
+def _file_meta(received: Received, ident: _Identity, transfer_syntax: str) -> bytes:
+    """The File Meta Information rix stores before the received bytes (PS3.10 7.1): the
+    instance's UIDs, the sender's AE and, privately, its owner (``owner_information``)."""
+    return parsing.file_meta(
+        sop_class_uid=ident.sop_class_uid,
+        sop_instance_uid=ident.sop_instance_uid,
+        transfer_syntax=transfer_syntax,
+        source_ae=received.calling_ae,
+        private=owner_information(received.trust, received.reconciled),
+    )
+
+
+def owner_information(trust: Trust | None, reconciled: records.Reconciled | None = None) -> bytes:
     """The owning trust, and the local record outside media were reconciled to, kept in
     the stored file's meta for ``rix reindex``: ``key=value`` lines, values URL-quoted."""
     fields: dict[str, str] = {}
@@ -206,7 +212,7 @@ def owner_code(private: bytes) -> str:
     return _owner_fields(private).get("trust", "")
 
 
-def reconciled_in(private: bytes) -> write.Reconciled | None:
+def reconciled_in(private: bytes) -> records.Reconciled | None:
     """The reconciled local record ``owner_information`` wrote, if any."""
     fields = _owner_fields(private)
     if "upload" not in fields or "patient_id" not in fields:
@@ -215,7 +221,7 @@ def reconciled_in(private: bytes) -> write.Reconciled | None:
         at = float(fields.get("at", "0"))
     except ValueError:
         at = 0.0
-    return write.Reconciled(
+    return records.Reconciled(
         patient_id=fields["patient_id"],
         issuer=fields.get("patient_issuer", ""),
         name=fields.get("name", ""),
@@ -263,14 +269,7 @@ def _duplicate(
         return _result(Outcome.ALREADY_PRESENT, ident)
     policy = archive.settings.duplicate_policy
     header_ts = received.transfer_syntax
-    meta = parsing.file_meta(
-        sop_class_uid=ident.sop_class_uid,
-        sop_instance_uid=ident.sop_instance_uid,
-        transfer_syntax=header_ts,
-        source_ae=received.calling_ae,
-        private=owner_information(received.trust, received.reconciled),
-    )
-    data = meta + received.dataset
+    data = _file_meta(received, ident, header_ts) + received.dataset
     key = conflict_key(ident.sop_instance_uid, sha)
     with contextlib.suppress(ObjectExists):  # this very copy was received and kept before
         archive.store.put(key, data)

@@ -1,136 +1,138 @@
 """``rix import``: files, folders, zip files and CD/DVD media through the one ingest path.
 
-Media from other hospitals are messy: nested zips, DICOMDIR files, ISO 9660 names without
+Media from other hospitals are messy: zips, DICOMDIR files, ISO 9660 names without
 extensions, the odd text file. Everything that is a DICOM instance is stored; everything
-else is reported with the reason, and re-running the import stores nothing twice.
+else is reported with the reason, and re-running the import stores nothing twice. The
+portal's import of outside media (``rix.ingest.reconcile``) reads and stores each file
+the same way and gives the same ``Summary``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import zipfile
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from rix import access
 from rix.access import trail
 from rix.archive import Archive
 from rix.errors import RixError
-from rix.index import write
-from rix.ingest import Outcome, ingest, received_from_file
+from rix.index import records
+from rix.ingest import Outcome, ingest, media, received_from_file
 from rix.region.trusts import Trust
 
-DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
 WORKERS = 4  # concurrent ingests share index commits (group commit) and overlap fsyncs
 
 
+class FileOutcome(StrEnum):
+    """What became of one file of the media."""
+
+    STORED = "stored"
+    PRESENT = "present"  # the same instance, byte for byte, was already stored
+    DUPLICATE = "duplicate"  # another copy of the instance is stored: kept aside
+    REFUSED = "refused"  # not stored, with the reason
+    SKIPPED = "skipped"  # not an instance to store (a DICOMDIR), or left out by the user
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Source:
-    """One candidate file: a path, or a member of a zip file."""
-
-    label: str
-    read: Callable[[], bytes]
+class Result:
+    outcome: FileOutcome
+    reason: str = ""
 
 
-@dataclass
-class ImportSummary:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """A file not stored: what the user calls it and why."""
+
+    file: str
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Summary:
+    """What an import did with every file, added up as files complete: the command line
+    prints it, the portal's import keeps it as JSON (``as_json``) for its page."""
+
     stored: int = 0
     already_present: int = 0
     duplicates_kept: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
 
-    @property
-    def reasons(self) -> Counter[str]:
-        return Counter(reason for _label, reason in self.rejected)
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Summary:
+        """A summary ``as_json`` wrote; or a scan's, which holds only what it refused
+        and skipped, so that the store adds to one account of the media."""
+        return cls(
+            stored=document.get("stored", 0),
+            already_present=document.get("already_present", 0),
+            duplicates_kept=document.get("duplicates_kept", 0),
+            refused=[Problem(**p) for p in document.get("refused", [])],
+            skipped=[Problem(**p) for p in document.get("skipped", [])],
+        )
 
-
-def sources(paths: list[Path]) -> Iterator[Source]:
-    """Every file under ``paths``, recursing into folders and zip files."""
-    for path in paths:
-        if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                yield from _file_sources(child)
-        elif path.is_file():
-            yield from _file_sources(path)
+    def add(self, label: str, result: Result) -> None:
+        if result.outcome is FileOutcome.REFUSED:
+            self.refused.append(Problem(file=label, reason=result.reason))
+        elif result.outcome is FileOutcome.SKIPPED:
+            self.skipped.append(Problem(file=label, reason=result.reason))
+        elif result.outcome is FileOutcome.STORED:
+            self.stored += 1
+        elif result.outcome is FileOutcome.PRESENT:
+            self.already_present += 1
         else:
-            yield Source(label=str(path), read=_missing(path))
+            self.duplicates_kept += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def _missing(path: Path) -> Callable[[], bytes]:
-    def read() -> bytes:
-        raise FileNotFoundError(f"{path} does not exist")
-
-    return read
-
-
-def _file_sources(path: Path) -> Iterator[Source]:
-    if zipfile.is_zipfile(path) and not _looks_like_dicom(path):
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-        for member in members:
-            yield Source(label=f"{path}!{member.filename}", read=_zip_reader(path, member.filename))
-        return
-    yield Source(label=str(path), read=path.read_bytes)
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(132)
-    return head[128:132] == b"DICM"
-
-
-def _zip_reader(path: Path, name: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(name)
-
-    return read
-
-
-def _is_dicomdir(data: bytes) -> bool:
-    """A media directory (PS3.10 7.2) describes the files; it is not an image to store."""
-    return data[128:132] == b"DICM" and DICOMDIR_CLASS in data[132:400]
+def readable(reader: media.Reader, item: media.Item) -> bytes | Result:
+    """The candidate's bytes, or why it is not an instance to store."""
+    if item.refused:
+        return Result(outcome=FileOutcome.REFUSED, reason=item.refused)
+    try:
+        data = reader.read(item)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return Result(outcome=FileOutcome.REFUSED, reason=f"unreadable: {exc}")
+    if media.is_dicomdir(data):
+        return Result(
+            outcome=FileOutcome.SKIPPED, reason="DICOMDIR (media directory, not an instance)"
+        )
+    return data
 
 
 def import_one(
-    archive: Archive, source: Source, trust: Trust | None, tally: trail.StoreTally
-) -> tuple[str, str]:
-    """(kind, reason) for one source: stored, present, duplicate, rejected or skipped."""
-    try:
-        data = source.read()
-    except (OSError, zipfile.BadZipFile) as exc:
-        return "rejected", f"unreadable: {exc}"
-    if _is_dicomdir(data):
-        return "skipped", "DICOMDIR (media directory, not an instance)"
-    return store_bytes(archive, data, trust=trust, tally=tally)
-
-
-def store_bytes(
     archive: Archive,
-    data: bytes,
+    reader: media.Reader,
+    item: media.Item,
     *,
     trust: Trust | None,
     tally: trail.StoreTally,
-    reconciled: write.Reconciled | None = None,
-) -> tuple[str, str]:
-    """(kind, reason) for one file of media through the one ingest path: stored, present,
-    duplicate or rejected; ``reconciled``: the local record its patient was matched to."""
+    reconciled: records.Reconciled | None = None,
+) -> Result:
+    """One candidate of the media read and stored as ``trust``'s through the one ingest
+    path; ``reconciled``: the local record its patient was matched to."""
+    data = readable(reader, item)
+    if isinstance(data, Result):
+        return data
     try:
         received = received_from_file(data, source="import", trust=trust)
         result = ingest(archive, dataclasses.replace(received, reconciled=reconciled))
     except RixError as exc:
         tally.failed(exc.reason)
-        return "rejected", exc.reason
+        return Result(outcome=FileOutcome.REFUSED, reason=exc.reason)
     tally.stored(result)
     if result.outcome is Outcome.STORED:
-        return "stored", ""
+        return Result(outcome=FileOutcome.STORED)
     if result.outcome is Outcome.ALREADY_PRESENT:
-        return "present", ""
-    return "duplicate", result.reason
+        return Result(outcome=FileOutcome.PRESENT)
+    return Result(outcome=FileOutcome.DUPLICATE, reason=result.reason)
 
 
 def import_paths(
@@ -140,26 +142,19 @@ def import_paths(
     *,
     trust: Trust | None = None,
     principal: access.Principal = access.SYSTEM,
-) -> ImportSummary:
+) -> Summary:
     """Import everything under ``paths`` as ``trust``'s (the trust whose media it is);
     ``progress(n)`` is called as files complete; one store event per study is audited."""
-    summary = ImportSummary()
+    summary = Summary()
     tally = trail.StoreTally()
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        items = list(sources(paths))
-        for source, (kind, reason) in zip(
-            items, pool.map(lambda s: import_one(archive, s, trust, tally), items), strict=True
-        ):
-            if kind == "stored":
-                summary.stored += 1
-            elif kind == "present":
-                summary.already_present += 1
-            elif kind == "duplicate":
-                summary.duplicates_kept += 1
-            elif kind == "skipped":
-                summary.skipped.append((source.label, reason))
-            else:
-                summary.rejected.append((source.label, reason))
+    files = media.files(paths)
+    with media.Reader(files) as reader, ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        items = list(media.items(files))
+        results = pool.map(
+            lambda i: import_one(archive, reader, i, trust=trust, tally=tally), items
+        )
+        for item, result in zip(items, results, strict=True):
+            summary.add(item.label, result)
             if progress is not None:
                 progress(1)
     tally.record(archive.writer.submit, principal)
@@ -167,4 +162,5 @@ def import_paths(
 
 
 def count_sources(paths: list[Path]) -> int:
-    return sum(1 for _ in sources(paths))
+    """How many candidates ``import_paths`` will read: files, and members of zips."""
+    return sum(1 for _ in media.items(media.files(paths)))

@@ -1,10 +1,11 @@
-"""What outside media hold: the candidate instances in uploaded files, folders and zips.
+"""What outside media hold: the candidate instances in files, folders and zips.
 
-A CD copied as a folder, a DICOMDIR with its files, or a zip: each uploaded file is either
-one candidate instance, or a zip whose members are. Nothing is ever extracted to disk by
-its name, yet a member whose name climbs out of the archive (``../``, an absolute path) is
-refused with that reason: media that try it are not to be trusted. Broken and encrypted
-zips, and members that would inflate past ``MAX_MEMBER``, are refused likewise.
+A CD copied as a folder, a DICOMDIR with its files, or a zip, given to ``rix import`` or
+uploaded through the portal: each file is either one candidate instance, or a zip whose
+members are. Nothing is ever extracted to disk by its name, yet a member whose name
+climbs out of the archive (``../``, an absolute path) is refused with that reason: media
+that try it are not to be trusted. Broken and encrypted zips, and members that would
+inflate past ``MAX_MEMBER``, are refused likewise.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from rix.ingest import importer
-
 MAX_MEMBER = 4 << 30  # one instance inflated: larger is a zip bomb or not an image
 MAX_RATIO = 1000  # inflated / deflated: DICOM compresses 2-10x, a bomb 1000x and more
+DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,10 +40,25 @@ def is_zip(path: Path) -> bool:
     return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or zipfile.is_zipfile(path)
 
 
+def files(paths: list[Path]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every file under ``paths``, folders walked in name order; a
+    path that is not there is kept, for ``items`` to refuse with the reason."""
+    found: list[tuple[str, Path]] = []
+    for path in paths:
+        inside = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        found.extend((str(p), p) for p in inside)
+    return found
+
+
 def items(paths: list[tuple[str, Path]]) -> Iterator[Item]:
-    """Every candidate in the uploaded files, ``(name, path)`` in declared order."""
+    """Every candidate in the files, ``(name, path)`` in the order given."""
     for number, (name, path) in enumerate(paths):
-        if not is_zip(path):
+        try:
+            zipped = is_zip(path)
+        except OSError as exc:
+            yield Item(file=number, label=name, refused=f"unreadable: {exc}")
+            continue
+        if not zipped:
             yield Item(file=number, label=name)
             continue
         try:
@@ -100,4 +115,4 @@ class Reader:
 
 def is_dicomdir(data: bytes) -> bool:
     """A media directory (PS3.10 7.2) describes the files; it is not an image to store."""
-    return data[128:132] == b"DICM" and importer.DICOMDIR_CLASS in data[132:400]
+    return data[128:132] == b"DICM" and DICOMDIR_CLASS in data[132:400]

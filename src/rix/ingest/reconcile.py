@@ -5,7 +5,7 @@ stored, ``scan`` lists the outside patients on it with their studies; the clerk 
 for each, a patient record of their own trust (``candidates`` searches them) or skips it.
 ``start_store`` then queues a job that stores every instance through ``ingest`` as the
 trust's, with the bytes as received, indexed under the chosen local record
-(``write.Reconciled``). The choice is kept twice: in the index (``reconciliations``, and
+(``records.Reconciled``). The choice is kept twice: in the index (``reconciliations``, and
 the local record lists the outside ID among its Other Patient IDs) and in each stored
 file's meta, so ``rix reindex`` keeps it (DESIGN.md: the store is the truth).
 
@@ -16,9 +16,7 @@ elsewhere would otherwise be taken for the same number at this trust (dcm4chee-a
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from rix.access import Principal, PrincipalKind, checks, trail
 from rix.archive import Archive
 from rix.dataset import nhs, parsing
 from rix.errors import Conflict, NotFound, RixError
-from rix.index import write
+from rix.index import records
 from rix.index.database import begin_write
 from rix.index.schema import patients, studies
 from rix.ingest import identify, importer, media, received_from_file, uploads
@@ -58,7 +56,7 @@ TOUCH_EVERY = 60.0  # seconds: a storing upload is touched so the sweep leaves i
 class _Found:
     """One outside patient while scanning: who, and their studies' instances."""
 
-    outside: write.OutsidePatient
+    outside: records.OutsidePatient
     nhs_number: str
     studies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -107,25 +105,25 @@ def upload_paths(base: Path, session: uploads.Session) -> list[tuple[str, Path]]
 
 def _scan_one(
     reader: media.Reader, item: media.Item, trust: Trust
-) -> tuple[str, Any, dict[str, Any]]:
-    """("instance" | "skipped" | "refused", header or reason, item as JSON)."""
-    entry = {"file": item.file, "member": item.member, "label": item.label}
-    if item.refused:
-        return "refused", item.refused, entry
-    try:
-        data = reader.read(item)
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        return "refused", f"unreadable: {exc}", entry
-    if media.is_dicomdir(data):
-        return "skipped", "DICOMDIR (media directory, not an instance)", entry
+) -> tuple[parsing.Header, dict[str, Any]] | importer.Result:
+    """The candidate's header and the item as JSON, or why it is not an instance."""
+    data = importer.readable(reader, item)
+    if isinstance(data, importer.Result):
+        return data
     try:
         received = received_from_file(data, source="import", trust=trust)
         header = parsing.read_header(received.dataset, received.transfer_syntax)
         ident = identify(header, received)
     except RixError as exc:
-        return "refused", exc.reason, entry
-    entry.update(study=ident.study_uid, series=ident.series_uid)
-    return "instance", header, entry
+        return importer.Result(outcome=importer.FileOutcome.REFUSED, reason=exc.reason)
+    entry = {
+        "file": item.file,
+        "member": item.member,
+        "label": item.label,
+        "study": ident.study_uid,
+        "series": ident.series_uid,
+    }
+    return header, entry
 
 
 def scan(
@@ -142,21 +140,25 @@ def scan(
         ]
         raise Conflict("not every file has arrived: " + "; ".join(missing[:5]))
     found: dict[str, _Found] = {}
-    result: dict[str, Any] = {"items": [], "refused": [], "skipped": []}
+    problems = importer.Summary()
+    result: dict[str, Any] = {"items": []}
     paths = upload_paths(base, session)
     with media.Reader(paths) as reader:
         for item in media.items(paths):
-            kind, value, entry = _scan_one(reader, item, trust)
-            if kind != "instance":
-                result[kind].append({"file": entry["label"], "reason": value})
+            scanned = _scan_one(reader, item, trust)
+            if isinstance(scanned, importer.Result):
+                problems.add(item.label, scanned)
                 continue
-            ds = value.dataset
-            outside = write.OutsidePatient.from_dataset(ds)
+            header, entry = scanned
+            ds = header.dataset
+            outside = records.OutsidePatient.from_dataset(ds)
             patient = found.setdefault(
                 outside.key, _Found(outside=outside, nhs_number=nhs.in_dataset(ds).value)
             )
             patient.add(ds, entry["study"], entry["series"])
             result["items"].append({**entry, "key": outside.key})
+    unstored = problems.as_json()
+    result.update(refused=unstored["refused"], skipped=unstored["skipped"])
     with archive.engine.connect() as conn:
         result["patients"] = [
             p.as_json(_suggested(conn, trust, p.nhs_number)) for p in found.values()
@@ -352,34 +354,13 @@ def start_store(
 # --- storing (the job) -----------------------------------------------------------------------
 
 
-@dataclass
-class Summary:
-    stored: int = 0
-    already_present: int = 0
-    duplicates_kept: int = 0
-    refused: list[dict[str, str]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def add(self, kind: str, label: str, reason: str) -> None:
-        if kind == "stored":
-            self.stored += 1
-        elif kind == "present":
-            self.already_present += 1
-        elif kind == "duplicate":
-            self.duplicates_kept += 1
-        elif kind == "skipped":
-            self.skipped.append({"file": label, "reason": reason})
-        else:
-            self.refused.append({"file": label, "reason": reason})
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Plan:
     """What the job needs for each item: the chosen record per outside key, and the
     studies already in the archive under another record (never joined silently)."""
 
     trust: Trust
-    reconciled: dict[str, write.Reconciled]
+    reconciled: dict[str, records.Reconciled]
     held_elsewhere: frozenset[str]
 
 
@@ -392,7 +373,7 @@ def _plan(conn: Connection, session: uploads.Session, at: float) -> _Plan:
             continue
         rec = mpi.find_record(conn, ref)
         pks[key] = rec.pk
-        reconciled[key] = write.Reconciled(
+        reconciled[key] = records.Reconciled(
             patient_id=rec.patient_id,
             issuer=rec.issuer,
             name=rec.name,
@@ -420,20 +401,21 @@ def _store_one(
     item: dict[str, Any],
     plan: _Plan,
     tally: trail.StoreTally,
-) -> tuple[str, str]:
+) -> importer.Result:
     reconciled = plan.reconciled.get(item["key"])
     if reconciled is None:
-        return "skipped", "outside patient skipped by the user"
+        return importer.Result(
+            outcome=importer.FileOutcome.SKIPPED, reason="outside patient skipped by the user"
+        )
     if item["study"] in plan.held_elsewhere:
-        return "refused", "the study is already held under another patient record"
-    try:
-        data = reader.read(media.Item(file=item["file"], member=item["member"], label=""))
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        return "refused", f"unreadable: {exc}"
-    kind, reason = importer.store_bytes(
-        archive, data, trust=plan.trust, tally=tally, reconciled=reconciled
+        return importer.Result(
+            outcome=importer.FileOutcome.REFUSED,
+            reason="the study is already held under another patient record",
+        )
+    candidate = media.Item(file=item["file"], member=item["member"], label=item["label"])
+    return importer.import_one(
+        archive, reader, candidate, trust=plan.trust, tally=tally, reconciled=reconciled
     )
-    return ("refused" if kind == "rejected" else kind), reason
 
 
 def run(ctx: Context) -> None:
@@ -458,22 +440,22 @@ def run(ctx: Context) -> None:
         user_pk=session.user_pk,
     )
     # what the scan could not read is part of the summary too: one account of the media
-    summary = Summary(refused=list(session.scan["refused"]), skipped=list(session.scan["skipped"]))
+    summary = importer.Summary.from_json(session.scan)
     tally = trail.StoreTally()
     items = session.scan["items"]
     touched = time.monotonic()
     try:
         with media.Reader(upload_paths(base, session)) as reader:
             stored = _stored(archive, reader, items, plan, tally)
-            for done, (item, (kind, reason)) in enumerate(stored):
-                summary.add(kind, item["label"], reason)
+            for done, (item, result) in enumerate(stored):
+                summary.add(item["label"], result)
                 ctx.progress(done + 1, len(items))
                 if time.monotonic() - touched > TOUCH_EVERY:
                     uploads.update(base, session.id)
                     touched = time.monotonic()
     finally:  # what was stored is audited, even when the job is cancelled midway
         tally.record(archive.writer.submit, principal)
-    uploads.update(base, session.id, state=uploads.State.DONE, summary=dataclasses.asdict(summary))
+    uploads.update(base, session.id, state=uploads.State.DONE, summary=summary.as_json())
     uploads.discard_files(base, session.id)
     ctx.progress(len(items), len(items), force=True)
     log.info("import stored", upload=session.id, stored=summary.stored)
@@ -485,7 +467,7 @@ def _stored(
     items: list[dict[str, Any]],
     plan: _Plan,
     tally: trail.StoreTally,
-) -> Iterator[tuple[dict[str, Any], tuple[str, str]]]:
+) -> Iterator[tuple[dict[str, Any], importer.Result]]:
     """Items with their outcome, in order; ingests overlap (group commit, fsyncs). When
     the caller stops early (the job was cancelled) the items not yet begun never are."""
     pool = ThreadPoolExecutor(max_workers=importer.WORKERS)
