@@ -23,15 +23,16 @@ class MemoryStore:
             self._objects[key] = bytes(data)
 
     def open(self, key: str) -> BinaryIO:
-        try:
-            return io.BytesIO(self._objects[key])
-        except KeyError:
-            raise ObjectMissing(f"object {key} is missing from the store") from None
+        return io.BytesIO(self._object(key))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        with self.open(key) as f:
-            f.seek(start)
-            return f.read(length)
+        return self._object(key)[start : start + length]
+
+    def _object(self, key: str) -> bytes:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise ObjectMissing(f"object {key} is missing from the store") from None
 
     def delete(self, key: str) -> None:
         with self._lock:
