@@ -21,6 +21,7 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import dcmread
+from pydicom.pixels import pixel_array  # type: ignore[attr-defined]
 from pydicom.uid import UID
 from sqlalchemy import select
 
@@ -308,8 +309,6 @@ def frames_response(
 def _decoded_frames(archive: Archive, key: str, numbers: list[int]) -> list[bytes]:
     """Frames decoded by pydicom, raw (no colour conversion), little endian: for
     compressed, big endian and deflated instances."""
-    from pydicom.pixels import pixel_array  # type: ignore[attr-defined]
-
     with archive.store.open(key) as f:
         ds = dcmread(f)
     count = int(ds.get("NumberOfFrames") or 1)
