@@ -19,7 +19,8 @@ from rix.archive import Archive
 from rix.auth.users import Role, get_user
 from rix.errors import Conflict, NotFound
 from rix.index.database import begin_write
-from rix.index.schema import rota_shifts, trusts, users
+from rix.index.schema import trusts, users
+from rix.index.workflow_tables import rota_shifts
 from rix.region.trusts import get_trust
 
 DAY = 86400.0
