@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
-from tests.peers import postgres
+from tests.peers import browser, postgres, server
 from tests.peers.server import RixServer
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -53,16 +54,24 @@ def migrated_database_url(backend: str) -> Iterator[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    server.reap()
     postgres.drop_template()
 
 
 @pytest.fixture(scope="session")
 def rix_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[RixServer]:
     """One live `rix serve` per backend for the whole session."""
-    server = RixServer(data=tmp_path_factory.mktemp("rix") / "data", database_url=database_url)
-    server.start()
-    yield server
-    server.stop()
+    shared = RixServer(data=tmp_path_factory.mktemp("rix") / "data", database_url=database_url)
+    shared.start()
+    yield shared
+    shared.stop(wait=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for the session (the sign-in and the portal tests)."""
+    with browser.chromium() as b:
+        yield b
 
 
 def new_server(tmp_path: Path, **kwargs: object) -> RixServer:

@@ -415,4 +415,4 @@ def test_rix_serve_exports_what_is_recorded_in_its_index(
         assert studies([received]) == expected(1)
         assert (received.facility, received.severity, received.app_name) == (10, 5, "rix")
     finally:
-        server.stop()
+        server.stop(wait=False)

@@ -161,7 +161,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Tr
                 study_uid=study[0].StudyInstanceUID,
             )
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

@@ -135,7 +135,7 @@ def site(
             root_token=root,
         )
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

@@ -36,7 +36,6 @@ from rix.auth.oidc_login import (
 from rix.config import Settings, SettingsError, load
 from rix.index import database
 from rix.index.schema import oidc_sign_ins
-from tests.peers import browser
 from tests.peers.oidc import IdentityProvider, SigningKey
 from tests.peers.server import RixServer
 
@@ -99,13 +98,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, idp: IdentityProvider) -> Ite
             authorization_url=idp.authorization_url,
         )
     finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with browser.chromium() as b:
-        yield b
+        server.stop(wait=False)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def strict_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     server = new_server(tmp_path_factory.mktemp("strict"), accept_any_ae=False, database_url=url)
     server.start()
     yield server
-    server.stop()
+    server.stop(wait=False)
     if url:
         postgres.drop_database(url)
 

@@ -61,7 +61,7 @@ def tls_rix(tmp_path_factory: pytest.TempPathFactory, backend: str, pki: Pki) ->
     try:
         yield TlsRix(server=server, port=port, pki=pki)
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

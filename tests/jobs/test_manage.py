@@ -113,7 +113,7 @@ def region(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                 trust_pks=pks,
             )
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

@@ -134,14 +134,14 @@ class RixServer:
     def start(self, timeout: float = 30.0) -> RixServer:
         self.data.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data.parent / f"{self.data.name}-serve.log"
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rix.cli", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with self.log_path.open("ab") as log:  # the child has its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rix.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -157,14 +157,16 @@ class RixServer:
             time.sleep(0.1)
         raise TimeoutError("rix serve did not become healthy")
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """SIGTERM, then wait for the process to exit. A fixture done with its server passes
+        ``wait=False``: the shutdown (about 2 s: workers, listeners, the index) then overlaps
+        the next test, and ``reap`` collects the process by the end of the session."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            if wait:
+                _wait_or_kill(self.process)
+            else:
+                _stopping.append(self.process)
         self.process = None
 
     def kill(self) -> None:
@@ -173,6 +175,23 @@ class RixServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+_stopping: list[subprocess.Popen[bytes]] = []  # servers told to stop, not yet waited for
+
+
+def reap() -> None:
+    """Wait for every server stopped with ``wait=False`` (the end of the session)."""
+    while _stopping:
+        _wait_or_kill(_stopping.pop())
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _dicom_port_open(port: int) -> bool:

@@ -294,7 +294,7 @@ def region(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[R
                 dicomweb=clients.enter_context(_client(origin + "/dicomweb", token)),
             )
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

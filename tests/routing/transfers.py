@@ -89,7 +89,7 @@ def moving_region(folder: Path, backend: str) -> Iterator[Region]:
             _build(region, folder)
             yield region
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

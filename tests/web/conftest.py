@@ -96,6 +96,6 @@ def own_server(folder: Path, backend: str) -> Iterator[RixServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)

@@ -504,7 +504,7 @@ def test_a_chunked_body_over_the_upload_limit_gets_413(
             assert client.get(url.replace("/dicomweb/studies", "/healthz")).status_code == 200
         assert object_files(server) == set()
     finally:
-        server.stop()
+        server.stop(wait=False)
 
 
 def test_a_body_broken_after_complete_parts_is_refused_and_those_parts_kept(

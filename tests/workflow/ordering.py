@@ -112,7 +112,7 @@ def workflow_region(folder: Path, backend: str) -> Iterator[Workflow]:
             staff = {name: region.add_staff(name, roles, trust) for name, roles, trust in STAFF}
             yield Workflow(region=region, hl7_port=hl7_port, staff=staff)
     finally:
-        server.stop()
+        server.stop(wait=False)
         if url:
             postgres.drop_database(url)
 

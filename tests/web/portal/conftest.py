@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from rix.config import Settings
 from rix.web import viewer
-from tests.peers import browser, dicomweb, images
+from tests.peers import dicomweb, images
 from tests.peers.server import RixServer
 from tests.peers.smtp import SmtpServer
 
@@ -105,13 +105,7 @@ def portal(
             patient_name=who["name"],
         )
     finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
-    with browser.chromium() as b:
-        yield b
+        server.stop(wait=False)
 
 
 @pytest.fixture

@@ -101,7 +101,7 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Region]:
         stored = sum(p.stat().st_size for p in (server.data / "objects").rglob("*") if p.is_file())
         yield Region(server=server, origin=origin, bytes_stored=stored)
     finally:
-        server.stop()
+        server.stop(wait=False)
 
 
 def sign_in(region: Region, username: str) -> httpx.Client:

@@ -35,7 +35,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.add_user(REGION_ADMIN, "region-admin", password=PASSWORD)
         yield f"http://127.0.0.1:{server.http_port}"
     finally:
-        server.stop()
+        server.stop(wait=False)
 
 
 @contextmanager

@@ -260,7 +260,7 @@ def test_viewer_answers_503_naming_the_make_target_when_not_installed(
                 assert "make viewer" in answer.text
                 assert str(missing) not in answer.text
     finally:
-        server.stop()
+        server.stop(wait=False)
 
 
 def test_prepare_refuses_an_ohif_build_it_does_not_recognise(tmp_path: Path) -> None:
