@@ -51,7 +51,7 @@ def test_an_index_with_data_at_0002_upgrades_to_head_keeping_every_row(
 
         database.upgrade(engine)
 
-        assert database.current_revision(engine) == "0008"
+        assert database.current_revision(engine) == "0009"
         with engine.connect() as conn:
             joined = conn.execute(
                 text(

@@ -156,6 +156,9 @@ instance_metadata = Table(
     ),
     # DICOM JSON (PS3.18 F) with BulkDataURIs relative to /dicomweb; built after ingest
     Column("json", Text, nullable=False),
+    # the HTTP validator: a hash of this document, so a rebuild (an identity correction)
+    # changes it although the stored bytes do not
+    Column("etag", String(64), nullable=False, server_default=""),
 )
 
 instance_conflicts = Table(
@@ -182,6 +185,8 @@ application_entities = Table(
     Column("port", Integer, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("trust_pk", Integer, ForeignKey("trusts.id")),  # what it sends belongs to this trust
+    # pacs, workstation, modality or other: only those that store are offered for "Send"
+    Column("kind", String(16), nullable=False, server_default="pacs"),
 )
 
 audit_events = Table(
@@ -226,6 +231,8 @@ trusts = Table(
     Column("issuer", String(64), nullable=False, unique=True),
     # the AE title of the trust's PACS: where transfers and prefetched priors are sent
     short_text("pacs_ae", 16),
+    # the trust allows a share link without a PIN (each such share is still audited)
+    Column("shares_without_pin", Boolean, nullable=False, server_default="0"),
 )
 
 sites = Table(
@@ -247,6 +254,8 @@ agreements = Table(
     Column("trust_b", Integer, ForeignKey("trusts.id"), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
+    # the shared worklist shows the partner's patient names before a claim
+    Column("names_before_claim", Boolean, nullable=False, server_default="1"),
     UniqueConstraint("trust_a", "trust_b", name="uq_agreements_trust_a_trust_b"),
 )
 
