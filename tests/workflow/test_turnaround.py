@@ -4,6 +4,7 @@ as each kind of principal may see them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ from rix.auth.users import Role
 from rix.config import Settings, SettingsError, load
 from rix.errors import AccessDenied
 from rix.region.trusts import get_trust
-from rix.workflow import turnaround, turnaround_dashboard
+from rix.workflow import orders, reporting_worklist, turnaround, turnaround_dashboard
 from rix.workflow.turnaround_dashboard import Summary
 from tests.peers import postgres
 from tests.workflow.week import NOW, D, H, Week, load_week, opened
@@ -135,6 +136,34 @@ def test_staff_count_what_they_may_see_and_region_admins_count_without_names(
     assert admin.total.unreported == 7 and not admin.identifiers
     assert admin.total.oldest is not None
     assert (admin.total.oldest.study_uid, admin.total.oldest.accession_number) == ("", "")
+
+
+def test_a_study_has_one_order_for_the_worklist_the_dashboard_and_its_report(
+    week: tuple[Archive, Week],
+) -> None:
+    """a2: an outpatient order, then an emergency one (the most urgent is the study's); a5:
+    an emergency CT since discontinued, then an outpatient MR (an ended order is not)."""
+    archive, w = week
+    radiologist = dataclasses.replace(user(archive, "EMH", Role.RADIOLOGIST), user_pk=1)
+    everything = reporting_worklist.Filters(statuses=tuple(reporting_worklist.WorklistStatus))
+    listed = {i.study_uid: i for i in reporting_worklist.worklist(archive, radiologist, everything)}
+    with archive.engine.connect() as conn:
+        timed = {
+            c.study_uid: c
+            for c in turnaround.cases(
+                conn, archive.settings, require_turnaround(SYSTEM), since=NOW - 7 * D
+            )
+        }
+        chosen = {name: orders.order_of_study(conn, w.uids[name]) for name in ("a2", "a5")}
+    for name, (priority, modality) in {
+        "a2": ("emergency", "CT"),
+        "a5": ("outpatient", "MR"),
+    }.items():
+        order = chosen[name]
+        assert order is not None and (order.priority, order.modality) == (priority, modality)
+        item, case = listed[w.uids[name]], timed[w.uids[name]]
+        assert (item.order_pk, item.priority) == (order.pk, priority), name
+        assert (case.priority, case.modality) == (priority, modality), name
 
 
 def test_a_user_without_a_role_sees_no_turnaround(week: tuple[Archive, Week]) -> None:

@@ -183,7 +183,21 @@ def load_week(archive: Archive, now: float = NOW) -> Week:
         order(conn, trust="EMH", patient_pk=e, priority="emergency", study_uid=uids["a2"])
         uids["a3"] = _ordered(conn, "EMH", e, "inpatient", "CT", now - 30 * H)
         uids["a4"] = _ordered(conn, "EMH", e, "outpatient", "MR", now - 10 * D)
-        uids["a5"] = _ordered(conn, "EMH", e, "outpatient", "MR", now - 5 * H)
+        # an emergency CT ordered first, discontinued, and replaced by an outpatient MR: the
+        # ended order sets neither the priority nor the modality (``orders.study_order_pk``)
+        uids["a5"] = study(conn, trust="EMH", patient_pk=e, arrived=now - 5 * H, modality="MR")
+        order(conn, trust="EMH", patient_pk=e, priority="emergency", study_uid=uids["a5"])
+        conn.execute(
+            orders.update().where(orders.c.study_uid == uids["a5"]).values(status="discontinued")
+        )
+        order(
+            conn,
+            trust="EMH",
+            patient_pk=e,
+            priority="outpatient",
+            modality="MR",
+            study_uid=uids["a5"],
+        )
         uids["b1"] = _ordered(conn, "NGH", g, "inpatient", "CT", now - 3 * H)
         uids["c1"] = study(conn, trust="SSX", patient_pk=s, arrived=now - 2 * D, modality="CR")
         # reported

@@ -24,7 +24,14 @@ from rix.access import Principal, radiology
 from rix.errors import Conflict, NotFound
 from rix.index.schema import patients, studies, trusts
 from rix.index.workflow_tables import orders, performed_steps
-from rix.workflow.orders import Order, OrderStatus, get, order_of_study, select_orders
+from rix.workflow.orders import (
+    Order,
+    OrderStatus,
+    get,
+    is_matched,
+    order_of_study,
+    select_orders,
+)
 from rix.workflow.procedure_steps import StepStatus
 
 
@@ -54,9 +61,8 @@ def match_study(conn: Connection, study_uid: str) -> Order | None:
     study = _study(conn, study_uid)
     if study is None or study.trust_pk is None:
         return None
-    known = order_of_study(conn, study_uid)
-    if known is not None:
-        return known
+    if is_matched(conn, study_uid):  # once matched, even to an order since ended
+        return order_of_study(conn, study_uid)
     keys = [orders.c.requested_study_uid == study_uid]
     if study.accession_number:
         keys.append(orders.c.accession_number == study.accession_number)
@@ -172,7 +178,7 @@ def match_by_hand(conn: Connection, principal: Principal, order: Order, study_ui
         raise Conflict(f"order {order.pk} is matched to another study")
     if order.status is OrderStatus.CANCELLED:
         raise Conflict(f"order {order.pk} is cancelled")
-    if order_of_study(conn, study_uid) is not None:
+    if is_matched(conn, study_uid):
         raise Conflict("the study is matched to another order")
     if not _same_patient(order, study):
         raise Conflict("the study is another patient's: merge or link the records first")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, func, select, update
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, case, func, select, update
 
 from rix.access import Principal, radiology, trail
 from rix.config import Priority
@@ -244,13 +244,41 @@ def by_accession(conn: Connection, trust_pk: int, accession: str) -> Order | Non
     return None if row is None else Order.from_row(row)
 
 
+def study_order_pk(study_uid: ColumnElement[str] | str) -> ScalarSelect[Any]:
+    """SQL: the id of the study's order, the one rule every reader of it uses (the
+    reporting worklist, the turnaround dashboard and its alerts, a report's ORU^R01).
+
+    A study's order is one matched to it (``orders.study_uid``, by
+    ``rix.workflow.order_matching``); when several are (the placer sent the order twice,
+    or upgraded it with a second one), the most urgent of those not cancelled or
+    discontinued, ties by the newest: an ended order was not carried out as ordered, so it
+    must not set the study's clock or priority, and the most urgent live one is the one
+    whose target the patient is owed. None when no live order is matched: the study is
+    unordered (outpatient). ``study_uid`` is a value or a column to correlate with
+    (``studies.c.study_uid``)."""
+    mine = orders.alias("study_order")  # never correlated with an outer query's orders
+    urgency = case(
+        {p.value: n for n, p in enumerate(Priority)}, value=mine.c.priority, else_=len(Priority)
+    )
+    return (
+        select(mine.c.id)
+        .where(mine.c.study_uid == study_uid, mine.c.status.not_in(ENDED))
+        .order_by(urgency, mine.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def order_of_study(conn: Connection, study_uid: str) -> Order | None:
-    """The order a study was matched to (None: none yet). What the reporting worklist reads
-    for priority, modality, body part and sub-specialty."""
-    row = conn.execute(
-        select_orders().where(orders.c.study_uid == study_uid).order_by(orders.c.id.desc())
-    ).first()
+    """The study's order (``study_order_pk``'s rule), None when it has none."""
+    row = conn.execute(select_orders().where(orders.c.id == study_order_pk(study_uid))).first()
     return None if row is None else Order.from_row(row)
+
+
+def is_matched(conn: Connection, study_uid: str) -> bool:
+    """An order of any status claims the study: matching does not give it another."""
+    found = conn.execute(select(orders.c.id).where(orders.c.study_uid == study_uid).limit(1))
+    return found.first() is not None
 
 
 def set_status(conn: Connection, order: Order, status: OrderStatus) -> None:

@@ -41,7 +41,7 @@ from rix.index.workflow_tables import orders, report_claims, reports
 from rix.region.trusts import get_trust
 from rix.workflow import turnaround
 from rix.workflow.awaiting_report import holds_images, reported_elsewhere, series_where
-from rix.workflow.orders import OrderStatus
+from rix.workflow.orders import study_order_pk
 from rix.workflow.report_versions import FINALS, Version
 
 LIMIT = 200
@@ -174,16 +174,6 @@ def _due(settings: Settings, arrived: Any, priority: Any) -> Any:
 # --- the worklist ---
 
 
-def _order_of_study() -> Any:
-    """SQL: the study's order (the first one not cancelled), looked up by its index."""
-    other = orders.alias("other_orders")  # not correlated with the outer join's orders
-    return (
-        select(func.min(other.c.id))
-        .where(other.c.study_uid == studies.c.study_uid, other.c.status != OrderStatus.CANCELLED)
-        .scalar_subquery()
-    )
-
-
 def _rank() -> Any:
     """SQL: 3 final (or later), 2 preliminary, 1 a draft, None nothing written here."""
     rank = case(
@@ -249,7 +239,7 @@ def _worklist_query(
         .select_from(studies)
         .join(patients, patients.c.id == studies.c.patient_pk)
         .join(trusts, trusts.c.id == studies.c.trust_pk)
-        .outerjoin(orders, orders.c.id == _order_of_study())
+        .outerjoin(orders, orders.c.id == study_order_pk(studies.c.study_uid))
         .outerjoin(
             report_claims,
             and_(

@@ -24,10 +24,10 @@ from rix.archive import Archive
 from rix.errors import Conflict, NotFound
 from rix.index.database import begin_write
 from rix.index.schema import studies, trusts
-from rix.index.workflow_tables import orders, reports
+from rix.index.workflow_tables import reports
 from rix.jobs import queue
 from rix.workflow import report_claims, report_delivery
-from rix.workflow.orders import OrderStatus
+from rix.workflow.orders import study_order_pk
 from rix.workflow.report_versions import (
     AFTER_FINAL,
     FINALS,
@@ -58,11 +58,8 @@ def _check(action: Version, chain: list[Report], text: str) -> None:
 
 
 def _order_of(conn: Connection, study_uid: str) -> int | None:
-    found = conn.execute(
-        select(orders.c.id)
-        .where(orders.c.study_uid == study_uid, orders.c.status != OrderStatus.CANCELLED)
-        .order_by(orders.c.id)
-    ).scalar()
+    """The study's order (``orders.study_order_pk``): the one its ORU^R01 answers."""
+    found = conn.execute(select(study_order_pk(study_uid))).scalar()
     return None if found is None else int(found)
 
 

@@ -9,8 +9,9 @@ target or a trust's backlog past ``turnaround_backlog``
 
 **Which studies.** The ones the reporting worklist holds (``rix.workflow.awaiting_report``):
 a study with images (not SR, PR, KO or DOC alone) and no report document stored from
-elsewhere; its priority is its most urgent order's, or outpatient when it has none. One
-meaning of "awaiting a report" for the worklist, the dashboard and the alerts.
+elsewhere; its priority is its order's (``orders.study_order_pk``, the worklist's rule
+too), or outpatient when it has none. One meaning of "awaiting a report" for the
+worklist, the dashboard and the alerts.
 
 **The clock** runs from the study's arrival (``studies.created_at``, its first instance)
 to the first report signed as preliminary or final (``reports.signed_at``; an addendum
@@ -38,7 +39,7 @@ from rix.config import Priority
 from rix.index.schema import series, studies, trusts
 from rix.index.workflow_tables import orders, reports
 from rix.workflow.awaiting_report import holds_images, image_modalities, reported_elsewhere
-from rix.workflow.orders import ENDED
+from rix.workflow.orders import study_order_pk
 from rix.workflow.report_versions import SIGNED
 
 if TYPE_CHECKING:
@@ -88,10 +89,11 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
     """Studies awaiting (or given) a report, with their priority rank, order modality and
     first signed report: correlated look-ups through ``ix_orders_study_uid`` and
     ``ix_reports_study_uid``, so the cost follows the studies read, not the tables."""
-    of_study = and_(orders.c.study_uid == studies.c.study_uid, orders.c.status.not_in(ENDED))
-    rank = case({p: n for n, p in enumerate(PRIORITIES)}, value=orders.c.priority, else_=9)
-    order_rank = select(func.min(rank)).where(of_study).scalar_subquery()
-    order_modality = select(func.max(orders.c.modality)).where(of_study).scalar_subquery()
+    known = {p: n for n, p in enumerate(PRIORITIES)}
+    order_rank = case(
+        (orders.c.id.is_(None), None), else_=case(known, value=orders.c.priority, else_=9)
+    )
+    order_modality = orders.c.modality
     reported = (
         select(func.min(reports.c.signed_at))
         .where(
@@ -113,6 +115,7 @@ def _cases_query(view: TurnaroundView, trust: str, modality: str) -> tuple[Any, 
             reported.label("reported"),
         )
         .join(trusts, trusts.c.id == studies.c.trust_pk)
+        .outerjoin(orders, orders.c.id == study_order_pk(studies.c.study_uid))
         .where(
             holds_images(),
             or_(reported.is_not(None), not_(reported_elsewhere())),
