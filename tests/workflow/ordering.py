@@ -242,8 +242,10 @@ def adt(
     sex: str = "F",
     merged: str = "",
     visit: str = "",
+    discharged: str = "",
 ) -> str:
-    """ADT^``trigger`` with PID-3 ``patient``, and MRG-1 ``merged`` for an A40."""
+    """ADT^``trigger`` with PID-3 ``patient``, MRG-1 ``merged`` for an A40, PV1-19 ``visit``
+    and PV1-45 ``discharged`` (an A03's discharge time)."""
     segments = [
         f"MSH|^~\\&|PAS|{facility}|RIX|RIX|{WHEN}||ADT^{trigger}^ADT_A01|{unique('C')}|P|2.5",
         f"EVN|{trigger}|{WHEN}",
@@ -251,7 +253,7 @@ def adt(
     ]
     if merged:
         segments.append(f"MRG|{merged}")
-    segments.append(_fields("PV1", 19, {1: "1", 2: "I", 19: visit}))
+    segments.append(_fields("PV1", 45, {1: "1", 2: "I", 19: visit, 45: discharged}))
     return "\r".join(segments) + "\r"
 
 

@@ -46,6 +46,21 @@ def test_an_a01_admission_opens_a_partner_trusts_images_of_the_patient(
     assert studies_seen(workflow, "b.clinician", StudyInstanceUID=at_a) == [at_a]
 
 
+def test_an_a03_discharge_ends_what_the_admission_opened(workflow: Workflow) -> None:
+    nhs_number = "9434766036"
+    at_a = study(workflow.port, "A_CT", unique("A"), nhs_number=nhs_number)
+    wait_for("A's study", lambda: studies_seen(workflow, "a.clinician", StudyInstanceUID=at_a))
+    at_b = hospital_number(unique("B"), "B", nhs_number)
+    assert workflow.send(adt("A01", facility="B", patient=at_b, visit="V9")).code == "AA"
+    assert studies_seen(workflow, "b.clinician", StudyInstanceUID=at_a) == [at_a]
+
+    left = adt("A03", facility="B", patient=at_b, visit="V9", discharged="20250101093000")
+    reply = workflow.send(left)
+
+    assert reply.code == "AA" and "1 encounters ended" in reply.text, reply
+    assert studies_seen(workflow, "b.clinician", StudyInstanceUID=at_a) == []
+
+
 def test_an_a08_or_a03_corrects_the_record_that_queries_answer(workflow: Workflow) -> None:
     patient_id = unique("A")
     study_uid = study(workflow.port, "A_CT", patient_id)

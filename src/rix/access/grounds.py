@@ -105,6 +105,29 @@ def end_order_relationship(
     )
 
 
+def end_encounters(
+    conn: Connection, *, trust_pk: int, person_pk: int, reference: str, at: float
+) -> int:
+    """A discharge (ADT A03) ends the encounter its admission began, at ``at``: the
+    encounter named ``reference`` (the visit number), or every open encounter of the
+    person at the trust when the discharge names none. Orders and referrals keep theirs.
+    Returns how many ended."""
+    now = time.time()
+    named = [relationships.c.reference == reference] if reference else []
+    result = conn.execute(
+        relationships.update()
+        .where(
+            relationships.c.trust_pk == trust_pk,
+            relationships.c.person_pk == person_pk,
+            relationships.c.kind == "encounter",
+            *named,
+            or_(relationships.c.expires_at.is_(None), relationships.c.expires_at > now),
+        )
+        .values(expires_at=min(at, now))
+    )
+    return int(result.rowcount)
+
+
 def person_named(conn: Connection, *, nhs_number: str = "", patient: str = "") -> int:
     """The person a request names, by NHS number or by a record ``issuer/patient ID``."""
     if nhs_number:

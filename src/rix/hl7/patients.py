@@ -7,11 +7,13 @@ connection must come from a host registered for one of its AEs (``adt.sender_tru
 PID-3 must carry a hospital number of the trust (its issuer, or no assigning authority);
 an NHS number alone names the trust's record of that person when it has one. Each
 message is applied in one transaction with its audit events: refused, nothing changes.
-An admission is an encounter, the legitimate relationship the access policy reads.
+An admission is an encounter, the legitimate relationship the access policy reads, and
+its discharge ends it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection
@@ -75,7 +77,12 @@ def segments(message: hl7.Message, name: str) -> list[hl7.Segment]:
 
 
 def _audit(
-    conn: Connection, principal: Principal, action: str, rec: mpi.Record, head: Header
+    conn: Connection,
+    principal: Principal,
+    action: str,
+    rec: mpi.Record,
+    head: Header,
+    **detail: object,
 ) -> None:
     trail.record_in(
         conn,
@@ -87,6 +94,7 @@ def _audit(
             "action": action,
             "via": f"{head.message_type}^{head.trigger}",
             "control": head.control_id,
+            **detail,
         },
     )
 
@@ -104,7 +112,7 @@ def _apply(
 
 
 def update_patient(archive: Archive, message: hl7.Message, head: Header, source: str) -> str:
-    """A08, and A03: the record as the trust's system now describes it (made if new)."""
+    """A08: the record as the trust's system now describes it (made if new)."""
     pid = segments(message, "PID")[0]
 
     def change(conn: Connection, trust: Trust, principal: Principal) -> str:
@@ -136,6 +144,43 @@ def admit(archive: Archive, message: hl7.Message, head: Header, source: str) -> 
         )
         _audit(conn, principal, "patient admit", rec, head)
         return f"patient {rec.ref} admitted"
+
+    return _apply(archive, head, source, change)
+
+
+def _discharged_at(message: hl7.Message) -> float:
+    """When the patient left: PV1-45 (Discharge Date/Time), else EVN-6 (Event Occurred),
+    else now."""
+    for segment, field in (("PV1", 45), ("EVN", 6)):
+        text = messages.component(message, segment, field, 1)
+        moment = messages.timestamp(text, f"{segment}-{field}")
+        if moment is not None:
+            return moment
+    return time.time()
+
+
+def discharge(archive: Archive, message: hl7.Message, head: Header, source: str) -> str:
+    """A03: the record as A08 updates it, and the end of the encounter the admission began
+    (PV1-19; every open encounter of the patient at the trust when it names none) at the
+    discharge time: what the admission opened at partner trusts closes to the trust's
+    staff with it, while its orders and referrals still hold."""
+    pid = segments(message, "PID")[0]
+    visit = messages.component(message, "PV1", 19, 1)
+    left = _discharged_at(message)
+
+    def change(conn: Connection, trust: Trust, principal: Principal) -> str:
+        details = local_record(conn, pid, trust)
+        pk = records.ensure(conn, details)
+        rec = records.update_details(conn, pk, details)
+        ended = grounds.end_encounters(
+            conn,
+            trust_pk=trust.pk,
+            person_pk=mpi.person_of(conn, pk),
+            reference=visit[:128],
+            at=left,
+        )
+        _audit(conn, principal, "patient discharge", rec, head, encounters_ended=ended)
+        return f"patient {rec.ref} discharged ({ended} encounters ended)"
 
     return _apply(archive, head, source, change)
 
@@ -184,7 +229,7 @@ def merge_patients(archive: Archive, message: hl7.Message, head: Header, source:
 
 HANDLERS: dict[tuple[str, str], adt.Handler] = {
     ("ADT", "A01"): admit,
-    ("ADT", "A03"): update_patient,
+    ("ADT", "A03"): discharge,
     ("ADT", "A08"): update_patient,
     ("ADT", "A40"): merge_patients,
 }
