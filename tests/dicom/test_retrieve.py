@@ -1,7 +1,9 @@
 """C-MOVE and C-GET SCP (PS3.4 C.4.2, C.4.3): sub-operations and their counts.
 
 The move destination is a pynetdicom storage SCP registered with ``rix ae add``; it can
-answer chosen instances with a failure or a warning so each count is exercised.
+answer chosen instances with a failure or a warning so each count is exercised. It accepts
+storage only, not Verification, and counts every connection made to it: a move rix
+refuses must be answered without contacting the destination at all.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from tests.peers.server import RixServer
 
 pytestmark = pytest.mark.usefixtures("synthetic_studies")
 SUCCESS, PENDING, WARNING_SUBOPS_FAILED, UNKNOWN_DESTINATION = 0x0000, 0xFF00, 0xB000, 0xA801
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.5 Refused: Not Authorized
+STRANGER = "TESTWS"  # a calling AE of trust TEST: the synthetic studies are of no trust
 CT, SR = synthetic.SOP_CLASS["CT"], synthetic.SOP_CLASS["SR"]
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -35,8 +39,17 @@ def destination(rix_server: RixServer) -> Iterator[scu.CaptureSCP]:
 def capture(destination: scu.CaptureSCP) -> Iterator[scu.CaptureSCP]:
     destination.received.clear()
     destination.answers.clear()
+    destination.connections = 0
     yield destination
     destination.answers.clear()
+
+
+@pytest.fixture(scope="module")
+def stranger(rix_server: RixServer) -> str:
+    """A registered AE of trust TEST, which may not see studies sent by no trust's AE."""
+    assert rix_server.token  # made with trust TEST
+    rix_server.add_ae(STRANGER, dcmtk.HOST, 104, trust="TEST")
+    return STRANGER
 
 
 def uids_of(study: Study) -> list[str]:
@@ -79,6 +92,29 @@ def test_cmove_to_an_unknown_destination_answers_a801(
     assert capture.received == []
 
 
+def test_cmove_refused_answers_0124_without_contacting_the_destination(
+    rix_server: RixServer, capture: scu.CaptureSCP, stranger: str
+) -> None:
+    result = scu.move(rix_server.dicom_port, study_query(S1), capture.ae_title, calling=stranger)
+    assert (result.status, result.completed) == (NOT_AUTHORIZED, 0), result.error_comment
+    assert "not authorised" in result.error_comment
+    assert (capture.connections, capture.received) == (0, [])
+
+
+def test_cmove_by_movescu_refused_is_not_authorized_and_opens_nothing(
+    rix_server: RixServer, capture: scu.CaptureSCP, stranger: str
+) -> None:
+    result = dcmtk.movescu(
+        rix_server.dicom_port,
+        {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": S1.uid},
+        capture.ae_title,
+        calling=stranger,
+    )
+    final = [line for line in result.stderr.splitlines() if "Final Move Response" in line]
+    assert final and "0x124" in final[0], result.stderr[-2000:]  # DCMTK has no name for it
+    assert (capture.connections, capture.received) == (0, [])
+
+
 def test_cmove_by_movescu_to_an_unknown_destination_fails(rix_server: RixServer) -> None:
     result = dcmtk.movescu(
         rix_server.dicom_port,
@@ -102,7 +138,7 @@ def test_cmove_without_the_levels_unique_key_fails(
 ) -> None:
     result = scu.move(rix_server.dicom_port, scu.query(level, **keys), capture.ae_title)
     assert 0xA000 <= result.status <= 0xCFFF, hex(result.status)
-    assert (result.completed, capture.received) == (0, [])
+    assert (result.completed, capture.received, capture.connections) == (0, [], 0)
 
 
 def test_cmove_study_root_has_no_patient_level(

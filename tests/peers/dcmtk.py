@@ -214,8 +214,21 @@ def getscu(
     )
 
 
-def movescu(port: int, query: dict[str, Arg], destination: str) -> subprocess.CompletedProcess[str]:
+def movescu(
+    port: int, query: dict[str, Arg], destination: str, *, calling: str = "MOVESCU"
+) -> subprocess.CompletedProcess[str]:
     """C-MOVE with movescu to a destination rix knows from its AE registry."""
     return run(
-        "movescu", "-v", "-S", "-aem", destination, "-aec", "RIX", HOST, str(port), *keys(query)
+        "movescu",
+        "-v",
+        "-S",
+        "-aet",
+        calling,
+        "-aem",
+        destination,
+        "-aec",
+        "RIX",
+        HOST,
+        str(port),
+        *keys(query),
     )

@@ -145,6 +145,7 @@ class CaptureSCP:
         self.port = free_port()
         self.answers = answers or {}  # SOP Instance UID → the status to answer (default 0)
         self.received: list[Captured] = []
+        self.connections = 0  # every connection opened to it, accepted or not
         self._lock = threading.Lock()
         self._ae = new_ae(ae_title)
         for cx in AllStoragePresentationContexts:
@@ -164,11 +165,19 @@ class CaptureSCP:
             self.received.append(captured)
         return self.answers.get(captured.sop_instance_uid, 0x0000)
 
+    def _on_open(self, _event: Any) -> None:
+        with self._lock:
+            self.connections += 1
+
     def __enter__(self) -> CaptureSCP:
         self._server = self._ae.start_server(
             (HOST, self.port),
             block=False,
-            evt_handlers=[*NODELAY, (evt.EVT_C_STORE, self._on_store)],
+            evt_handlers=[
+                *NODELAY,
+                (evt.EVT_CONN_OPEN, self._on_open),
+                (evt.EVT_C_STORE, self._on_store),
+            ],
         )
         return self
 
@@ -237,6 +246,7 @@ class RetrieveResult:
     failed_uids: list[str]
     pending: int  # pending responses before the final one
     stored: list[Captured]  # C-GET only: the sub-operations' data sets, as received
+    error_comment: str = ""
 
 
 def _retrieve_result(
@@ -257,6 +267,7 @@ def _retrieve_result(
             failed_uids=[failed] if isinstance(failed, str) else [str(u) for u in failed],
             pending=pending,
             stored=stored,
+            error_comment=str(status.get("ErrorComment", "")),
         )
     raise AssertionError("retrieve ended without a final response")
 
@@ -291,7 +302,12 @@ def get(
 
 
 def move(
-    port: int, identifier: Dataset, destination: str, *, model: str = STUDY_ROOT_MOVE
+    port: int,
+    identifier: Dataset,
+    destination: str,
+    *,
+    model: str = STUDY_ROOT_MOVE,
+    calling: str = "RIXTEST",
 ) -> RetrieveResult:
-    with association(port, [build_context(model)]) as assoc:
+    with association(port, [build_context(model)], calling=calling) as assoc:
         return _retrieve_result(assoc.send_c_move(identifier, destination, model), [])

@@ -7,19 +7,27 @@ decompressed to Explicit VR Little Endian (transcoding only on request, DESIGN.m
 only when its identity must change on the way out (``rix.region.identity.outgoing``: the
 destination trust's patient ID, or outside media reconciled to a local record) is it
 decoded to carry that identity.
+
+A C-MOVE is decided before its destination is contacted: a refusal (not authorised, a bad
+identifier) is the answer, and no association is opened on its behalf
+(``answer_before_associating``). Only an unknown destination is answered 0xA801 Move
+Destination Unknown (PS3.4 C.4.2.1.5).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
-from pynetdicom import build_context, evt
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_MOVE
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from rix import access, audit
 from rix.access import EVERYTHING, trail
@@ -90,20 +98,11 @@ def audit_retrieve(
     refused: Refused | None = None,
 ) -> None:
     """One retrieve event per study sent (or refused), committed before sending starts."""
-    if refused is not None:
-        for row in {r.get("StudyInstanceUID", r["PatientID"]): r for r in refused.hidden}.values():
-            touched = trail.Touched(
-                study_uid=row.get("StudyInstanceUID", ""),
-                patient=f"{row['IssuerOfPatientID']}/{row['PatientID']}",
-            )
-            trail.record(
-                archive.writer.submit,
-                principal,
-                audit.Kind.RETRIEVE,
-                audit.Outcome.REFUSED,
-                touched,
-                {"destination": destination, "reason": refused.reason},
-            )
+    if refused is not None:  # each event names the record and its NHS number, as WADO's do
+        detail = {"destination": destination, "reason": refused.reason}
+        trail.record_refused(
+            archive.writer.submit, principal, audit.Kind.RETRIEVE, refused.hidden, detail
+        )
         return
     with archive.engine.connect() as conn:
         who = queries.patients_by_pk(conn, {s.patient_pk for s in stored})
@@ -157,12 +156,18 @@ def _model(event: Event) -> str:
 def _failed(
     archive: Archive, principal: access.Principal, destination: str, planning: Attempt
 ) -> Iterator[Any]:
-    """A retrieve that cannot go ahead, answered as one failed sub-operation with the
+    """A C-GET that cannot go ahead, answered as one failed sub-operation with the
     planning failure's status; a refusal is audited (nothing is sent)."""
-    if isinstance(planning.error, Refused):
-        audit_retrieve(archive, principal, [], destination, planning.error)
+    _audit_refusal(archive, principal, destination, planning)
     yield 1
     yield planning.failure, None
+
+
+def _audit_refusal(
+    archive: Archive, principal: access.Principal, destination: str, planning: Attempt
+) -> None:
+    if isinstance(planning.error, Refused):
+        audit_retrieve(archive, principal, [], destination, planning.error)
 
 
 def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
@@ -179,24 +184,27 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
     planned = Plan(stored=[], outgoing=identity.AS_STORED)
     with attempt("c-move", QueryStatus.UNABLE_TO_PROCESS) as planning:
         planned = plan(archive, event.identifier, _model(event), principal, destination.trust)
+    if planning.failure is not None:
+        _audit_refusal(archive, principal, title, planning)
+        yield planning.failure  # the answer; the destination is never contacted
+        return
     sub_assoc: dict[str, Any] = {}
 
     def established(ev: Event) -> None:
         copies.send_as_stored(ev.assoc)
         sub_assoc["assoc"] = ev.assoc
 
+    # nothing matched: pynetdicom answers success with no sub-operations, associating
+    # with nobody, so the contexts are never empty when used
     yield (
         destination.host,
         destination.port,
         {
-            "contexts": copies.contexts_for(planned.stored) or [build_context("1.2.840.10008.1.1")],
+            "contexts": copies.contexts_for(planned.stored),
             "ae_title": destination.title,
             "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_ESTABLISHED, established)],
         },
     )
-    if planning.failure is not None:
-        yield from _failed(archive, principal, title, planning)
-        return
     audit_retrieve(archive, principal, planned.stored, title)
     yield len(planned.stored)
 
@@ -205,6 +213,61 @@ def handle_move(event: Event, archive: Archive) -> Iterator[Any]:
         return list(assoc.accepted_contexts) if assoc is not None else []
 
     yield from _sub_operations(archive, planned, accepted, event)
+
+
+def answer_before_associating() -> None:
+    """Let rix's C-MOVE handler answer a failure without contacting the move destination.
+
+    pynetdicom's C-MOVE SCP (3.0, ``QueryRetrieveServiceClass._move_scp``) associates with
+    the destination before it reads any status the handler yields: a refused move would
+    open the destination first and, where the destination declines the association, be
+    answered 0xA801 instead of its refusal. With this installed, a handler may yield a
+    status ``Dataset`` in place of the destination: that status is the final response,
+    with no sub-operations (PS3.4 C.4.2.3.1), and nobody else is contacted. Otherwise
+    pynetdicom's own SCP goes on with the handler's generator as it stands.
+    """
+    original = QueryRetrieveServiceClass._move_scp
+    if getattr(original, "answers_before_associating", False):
+        return
+
+    def move_scp(
+        service: QueryRetrieveServiceClass, req: C_MOVE, context: PresentationContext
+    ) -> None:
+        assoc = service.assoc
+        bound: Any = assoc.get_handlers(evt.EVT_C_MOVE)
+        if not bound or bound[0] is None:
+            original(service, req, context)
+            return
+        attrs = {"request": req, "context": context.as_tuple, "_is_cancelled": service.is_cancelled}
+        with attempt("c-move", QueryStatus.UNABLE_TO_PROCESS) as starting:
+            moves = iter(evt.trigger(assoc, evt.EVT_C_MOVE, attrs) or ())
+            first = next(moves)
+        answer = starting.failure if starting.failure is not None else first
+        if isinstance(answer, Dataset):
+            _answer_move(service, req, context, answer)
+            return
+        assoc.bind(evt.EVT_C_MOVE, lambda _event: itertools.chain([first], moves))
+        try:
+            original(service, req, context)
+        finally:
+            assoc.bind(evt.EVT_C_MOVE, bound[0], bound[1])
+
+    move_scp.answers_before_associating = True  # type: ignore[attr-defined]
+    QueryRetrieveServiceClass._move_scp = move_scp  # type: ignore[method-assign,assignment]
+
+
+def _answer_move(
+    service: QueryRetrieveServiceClass, req: C_MOVE, context: PresentationContext, answer: Dataset
+) -> None:
+    rsp = C_MOVE()
+    rsp.MessageIDBeingRespondedTo = req.MessageID
+    rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+    rsp = service.validate_status(answer, rsp)
+    rsp.NumberOfCompletedSuboperations = 0
+    rsp.NumberOfFailedSuboperations = 0
+    rsp.NumberOfWarningSuboperations = 0
+    assert context.context_id is not None
+    service.dimse.send_msg(rsp, context.context_id)
 
 
 def handle_get(event: Event, archive: Archive) -> Iterator[Any]:

@@ -132,6 +132,7 @@ def start(archive: Archive) -> ThreadedAssociationServer:
     quiet_phi_loggers()
     shorten_reactor_poll()
     copies.enable_sending_as_stored()
+    retrieve.answer_before_associating()
     ae = build_ae(archive)
     settings = archive.settings
     server = ae.start_server(
