@@ -28,6 +28,8 @@ class Partner:
     api: httpx.Client  # TEST's radiologist (the server's tester)
     study_uid: str
     clinician: str  # an API token of the partner's clinician, no radiologist
+    admin: str  # an API token of a region administrator
+    server: RixServer
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +68,55 @@ def partner(rix_server: RixServer) -> Iterator[Partner]:
     with httpx.Client(base_url=origin + "/dicomweb", headers=sender, timeout=60) as stow:
         assert dicomweb.stow(stow, files).status_code == 200
     with httpx.Client(base_url=origin, headers=tester, timeout=60) as api:
-        yield Partner(api=api, study_uid=study_uid, clinician=token)
+        yield Partner(
+            api=api,
+            study_uid=study_uid,
+            clinician=token,
+            admin=admin["Authorization"].split()[1],
+            server=server,
+        )
 
 
 def qido(partner: Partner, path: str, **params: str) -> list[dict[str, object]]:
     answer = partner.api.get("/dicomweb" + path, params=params)
     assert answer.status_code in (200, 204), answer.text
     return [] if answer.status_code == 204 else list(answer.json())
+
+
+def _listed(partner: Partner) -> dict[str, object]:
+    found = partner.api.get("/api/worklist", params={"trust": PARTNER}).json()["studies"]
+    [item] = [s for s in found if s["study_uid"] == partner.study_uid]
+    return dict(item)
+
+
+def test_a_partner_may_keep_its_patients_unnamed_on_the_worklist_until_a_claim(
+    partner: Partner,
+) -> None:
+    uid, api = partner.study_uid, partner.api
+    assert _listed(partner)["patient_name"] == "Partner^Paula"  # the default: named
+    partner.server.rix("agreement", "add", "TEST", PARTNER, "--hide-names-before-claim")
+
+    item = _listed(partner)
+    assert item["names_hidden"] is True
+    assert (item["patient_name"], item["patient"], item["nhs_number"]) == ("", "", "")
+    page = api.get("/worklist", params={"trust": PARTNER})
+    assert page.status_code == 200 and "Named when claimed" in page.text
+    assert "PARTNER, Paula" not in page.text and '"ids">RPB-1' not in page.text
+
+    assert api.post(f"/api/worklist/{uid}/claim").status_code == 200
+    mine = _listed(partner)
+    assert (mine["names_hidden"], mine["patient_name"]) == (False, "Partner^Paula")
+    assert "PARTNER, Paula" in api.get("/worklist", params={"trust": PARTNER}).text
+    assert api.delete(f"/api/worklist/{uid}/claim").status_code == 200
+
+    admin = {"Authorization": f"Bearer {partner.admin}"}
+    shown = {"trust": "TEST", "other": PARTNER, "names_before_claim": True}
+    answer = api.post("/api/agreements", json=shown, headers=admin)
+    assert (answer.status_code, answer.json()["added"]) == (201, False)
+    agreements = api.get("/api/trusts").json()["agreements"]
+    [agreement] = [a for a in agreements if PARTNER in a["trusts"]]
+    assert agreement["names_before_claim"] is True
+    assert _listed(partner)["patient_name"] == "Partner^Paula"
 
 
 def test_a_partners_study_is_claimed_reported_and_its_sr_stored_in_the_study(

@@ -71,6 +71,18 @@ def _reporting_scope(trust_pk: int) -> ColumnElement[bool]:
     return or_(studies.c.trust_pk == trust_pk, studies.c.trust_pk.in_(trusts.partners(trust_pk)))
 
 
+def names_shown(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``studies``: whether a radiologist's worklist names a study's patient (name,
+    hospital and NHS numbers). Yes for their own trust's studies, for partners whose
+    agreement says so (``agreements.names_before_claim``, the default) and for any study
+    open to them (``scope``: their claim, a report they wrote); otherwise the partner's
+    study is listed without its patient until they claim it: data minimisation a trust
+    may ask of a shared reporting service."""
+    trust = require_reporter(principal)
+    hiding = trusts.partners_hiding_names(trust.pk)
+    return or_(studies.c.trust_pk.not_in(hiding), scope(principal))
+
+
 def require_reportable(conn: Connection, principal: Principal, study_uid: str) -> None:
     """A radiologist claims, and reports, only studies on their worklist."""
     query = select(studies.c.id).where(studies.c.study_uid == study_uid, reporting_scope(principal))

@@ -75,15 +75,28 @@ def add_site(archive: Archive, principal: Principal, trust: str, code: str, name
 
 
 def add_agreement(
-    archive: Archive, principal: Principal, one: str, other: str, description: str
+    archive: Archive,
+    principal: Principal,
+    one: str,
+    other: str,
+    description: str,
+    *,
+    names_before_claim: bool | None = None,
 ) -> bool:
+    """A sharing agreement (or, for one in force, its ``names_before_claim``: see
+    ``trusts.add_agreement``)."""
     checks.require_role(principal, Role.REGION_ADMIN)
+    detail: dict[str, Any] = {"trusts": sorted([one.upper(), other.upper()])}
+    if names_before_claim is not None:
+        detail["names_before_claim"] = names_before_claim
     return _change(
         archive,
         principal,
         "agreement add",
-        lambda conn: trusts.add_agreement(conn, one, other, description),
-        {"trusts": sorted([one.upper(), other.upper()])},
+        lambda conn: trusts.add_agreement(
+            conn, one, other, description, names_before_claim=names_before_claim
+        ),
+        detail,
     )
 
 

@@ -94,7 +94,8 @@ def trust_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt 
         agreements = trusts.all_agreements(conn)
     console.print(table)
     for a in agreements:
-        console.print(f"agreement: {a.trust_a} <-> {a.trust_b} {a.description}")
+        hidden = "" if a.names_before_claim else " (names hidden until a claim)"
+        console.print(f"agreement: {a.trust_a} <-> {a.trust_b} {a.description}{hidden}")
 
 
 @trust_app.command("site")
@@ -119,6 +120,15 @@ def agreement_add(
     trust: str,
     other: str,
     description: Annotated[str, typer.Option(help="Free text: the agreement's reference.")] = "",
+    names_before_claim: Annotated[
+        bool | None,
+        typer.Option(
+            "--names-before-claim/--hide-names-before-claim",
+            help="Whether the shared reporting worklist names each trust's patients to the "
+            "other's radiologists before they claim a study (new agreements: named; given "
+            "for an agreement in force, changes it).",
+        ),
+    ] = None,
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
@@ -127,7 +137,9 @@ def agreement_add(
     from rix.admin import region as admin
 
     with _changing(cfg, data, database_url) as archive:
-        added = admin.add_agreement(archive, operator(), trust, other, description)
+        added = admin.add_agreement(
+            archive, operator(), trust, other, description, names_before_claim=names_before_claim
+        )
     console.print(f"agreement {trust.upper()} <-> {other.upper()}" + ("" if added else " exists"))
 
 

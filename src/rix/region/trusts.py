@@ -12,7 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Connection, Row, and_, delete, insert, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Row,
+    and_,
+    delete,
+    false,
+    insert,
+    select,
+    update,
+)
 
 from rix.errors import Conflict, NotFound
 from rix.index.schema import agreements, sites, trusts
@@ -32,6 +42,7 @@ class Agreement:
     trust_a: str
     trust_b: str
     description: str
+    names_before_claim: bool = True  # the shared worklist names the partner's patients
 
 
 def _trust(row: Row[Any]) -> Trust:
@@ -105,17 +116,37 @@ def _pair(conn: Connection, one: str, other: str) -> tuple[int, int]:
     return (a, b) if a < b else (b, a)
 
 
-def add_agreement(conn: Connection, one: str, other: str, description: str = "") -> bool:
-    """Record a sharing agreement; False when the two trusts already had one."""
+def add_agreement(
+    conn: Connection,
+    one: str,
+    other: str,
+    description: str = "",
+    *,
+    names_before_claim: bool | None = None,
+) -> bool:
+    """Record a sharing agreement; False when the two trusts already had one.
+    ``names_before_claim``: whether the shared reporting worklist names each trust's
+    patients to the other's radiologists before they claim a study (None: yes for a new
+    agreement, unchanged for one in force)."""
     a, b = _pair(conn, one, other)
     found = conn.execute(
         select(agreements.c.id).where(agreements.c.trust_a == a, agreements.c.trust_b == b)
     ).scalar()
     if found is not None:
+        if names_before_claim is not None:
+            conn.execute(
+                update(agreements)
+                .where(agreements.c.id == found)
+                .values(names_before_claim=names_before_claim)
+            )
         return False
     conn.execute(
         insert(agreements).values(
-            trust_a=a, trust_b=b, description=description, created_at=time.time()
+            trust_a=a,
+            trust_b=b,
+            description=description,
+            created_at=time.time(),
+            names_before_claim=True if names_before_claim is None else names_before_claim,
         )
     )
     return True
@@ -132,12 +163,36 @@ def remove_agreement(conn: Connection, one: str, other: str) -> bool:
 def all_agreements(conn: Connection) -> list[Agreement]:
     a, b = trusts.alias("a"), trusts.alias("b")
     rows = conn.execute(
-        select(a.c.code.label("one"), b.c.code.label("other"), agreements.c.description)
+        select(
+            a.c.code.label("one"),
+            b.c.code.label("other"),
+            agreements.c.description,
+            agreements.c.names_before_claim,
+        )
         .join(a, a.c.id == agreements.c.trust_a)
         .join(b, b.c.id == agreements.c.trust_b)
         .order_by(a.c.code, b.c.code)
     )
-    return [Agreement(trust_a=r.one, trust_b=r.other, description=r.description) for r in rows]
+    return [
+        Agreement(
+            trust_a=r.one,
+            trust_b=r.other,
+            description=r.description,
+            names_before_claim=bool(r.names_before_claim),
+        )
+        for r in rows
+    ]
+
+
+def partners_hiding_names(trust_pk: int) -> CompoundSelect[Any]:
+    """SQL: the partners of ``trust_pk`` whose agreement keeps patients' names off the
+    shared worklist until a claim (a subquery for ``rix.access``)."""
+    hidden = agreements.c.names_before_claim.is_(false())
+    return (
+        select(agreements.c.trust_b)
+        .where(agreements.c.trust_a == trust_pk, hidden)
+        .union_all(select(agreements.c.trust_a).where(agreements.c.trust_b == trust_pk, hidden))
+    )
 
 
 def partners(trust_pk: int) -> CompoundSelect[Any]:

@@ -8,7 +8,8 @@ every trust it has a sharing agreement with (``access.radiology.reporting_scope`
 shared reporting service shares the backlog out, and the backlog is what must never go
 unseen. Listing a partner's study does not open its images; claiming it does, while the
 claim lasts (``access.scope``'s reporting ground), and a report the radiologist wrote
-keeps it open.
+keeps it open. A partner's patient is named before a claim unless the two trusts'
+agreement says not (``access.radiology.names_shown``).
 
 Where a study has an order (``orders.study_uid``, matched by ``rix.workflow.order_matching``) its
 priority, modality, body part, site and sub-specialty come from the order; otherwise from
@@ -126,6 +127,7 @@ class Item:
     claimed_by: str = ""
     claim_expires_at: float | None = None
     order_pk: int | None = None
+    names_hidden: bool = False  # a partner's patient, unnamed until claimed
     now: float = field(default_factory=time.time)
 
     @property
@@ -158,6 +160,7 @@ class Item:
             "claimed_by": self.claimed_by,
             "claim_expires_at": self.claim_expires_at,
             "order": self.order_pk,
+            "names_hidden": self.names_hidden,
         }
 
 
@@ -202,6 +205,8 @@ def _worklist_query(
     conn: Connection, settings: Settings, principal: Principal, filters: Filters, now: float
 ) -> Select[Any]:
     rank = _rank().scalar_subquery()
+    # the claim shown, aliased: ``names_shown`` probes report_claims for the caller's own
+    held = report_claims.alias("held")
     elsewhere = reported_elsewhere()
     priority = func.coalesce(func.nullif(orders.c.priority, ""), Priority.OUTPATIENT.value)
     body_part = func.coalesce(
@@ -234,24 +239,25 @@ def _worklist_query(
             rank.label("rank"),
             elsewhere.label("elsewhere"),
             users.c.username.label("claimed_by"),
-            report_claims.c.expires_at.label("claim_expires_at"),
+            held.c.expires_at.label("claim_expires_at"),
+            radiology.names_shown(principal).label("names_shown"),
         )
         .select_from(studies)
         .join(patients, patients.c.id == studies.c.patient_pk)
         .join(trusts, trusts.c.id == studies.c.trust_pk)
         .outerjoin(orders, orders.c.id == study_order_pk(studies.c.study_uid))
         .outerjoin(
-            report_claims,
+            held,
             and_(
-                report_claims.c.study_uid == studies.c.study_uid,
-                report_claims.c.expires_at > now,
+                held.c.study_uid == studies.c.study_uid,
+                held.c.expires_at > now,
             ),
         )
-        .outerjoin(users, users.c.id == report_claims.c.user_pk)
+        .outerjoin(users, users.c.id == held.c.user_pk)
         .where(
             radiology.reporting_scope(principal),
             holds_images(),
-            _status_condition(filters.statuses, rank, report_claims.c.study_uid, elsewhere),
+            _status_condition(filters.statuses, rank, held.c.study_uid, elsewhere),
         )
         .order_by(due, studies.c.created_at, studies.c.id)
         .limit(filters.limit)
@@ -302,13 +308,14 @@ def _status(row: Any) -> WorklistStatus:
 
 def _item(row: Any, now: float) -> Item:
     modalities = [m for m in row.modalities.split("\\") if m]
+    shown = bool(row.names_shown)  # access.radiology.names_shown
     return Item(
         study_uid=row.study_uid,
         trust=row.trust,
         site=row.site_code or "",
-        patient_name=row.patient_name,
-        patient=f"{row.issuer}/{row.patient_id}",
-        nhs_number=row.nhs_number,
+        patient_name=row.patient_name if shown else "",
+        patient=f"{row.issuer}/{row.patient_id}" if shown else "",
+        nhs_number=row.nhs_number if shown else "",
         description=row.study_description,
         accession=row.accession_number,
         modalities=modalities,
@@ -321,6 +328,7 @@ def _item(row: Any, now: float) -> Item:
         claimed_by=row.claimed_by or "",
         claim_expires_at=row.claim_expires_at,
         order_pk=row.order_pk,
+        names_hidden=not shown,
         now=now,
     )
 

@@ -42,6 +42,9 @@ class AgreementIn(BaseModel):
     trust: Code
     other: Code
     description: Text = ""
+    # the shared worklist names each trust's patients to the other's radiologists before
+    # a claim; None: yes for a new agreement, unchanged for one in force
+    names_before_claim: bool | None = None
 
 
 class UserIn(BaseModel):
@@ -116,7 +119,11 @@ def list_trusts(request: Request) -> dict[str, Any]:
             for t in trusts.all_trusts(conn)
         ]
         shared = [
-            {"trusts": [a.trust_a, a.trust_b], "description": a.description}
+            {
+                "trusts": [a.trust_a, a.trust_b],
+                "description": a.description,
+                "names_before_claim": a.names_before_claim,
+            }
             for a in trusts.all_agreements(conn)
         ]
     return {"trusts": found, "agreements": shared}
@@ -139,7 +146,14 @@ def add_site(request: Request, code: str, body: SiteIn) -> dict[str, str]:
 @router.post("/agreements", status_code=201, summary="Add a sharing agreement (region-admin)")
 def add_agreement(request: Request, body: AgreementIn) -> dict[str, Any]:
     archive, principal = _me(request)
-    added = admin.add_agreement(archive, principal, body.trust, body.other, body.description)
+    added = admin.add_agreement(
+        archive,
+        principal,
+        body.trust,
+        body.other,
+        body.description,
+        names_before_claim=body.names_before_claim,
+    )
     return {"trusts": sorted([body.trust.upper(), body.other.upper()]), "added": added}
 
 

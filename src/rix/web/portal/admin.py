@@ -55,7 +55,7 @@ DONE = {
     "user-disabled": "User disabled: their sessions and tokens no longer work.",
     "tokens-revoked": "The user's API tokens were revoked.",
     "agreement": "Sharing agreement added.",
-    "agreement-exists": "Those trusts already had a sharing agreement.",
+    "agreement-exists": "Those trusts already had an agreement (its worklist setting as given).",
     "agreement-ended": "Sharing agreement ended.",
     "agreement-unknown": "Those trusts had no sharing agreement.",
     "review-dismissed": "Review closed without linking.",
@@ -421,9 +421,17 @@ def _add_agreement(archive: Archive, me: Principal, form: dict[str, str]) -> str
             "trust": form.get("trust", "").strip(),
             "other": form.get("other", "").strip(),
             "description": form.get("description", "").strip(),
+            "names_before_claim": form.get("hide_names", "") != "yes",
         },
     )
-    added = admin.add_agreement(archive, me, body.trust, body.other, body.description)
+    added = admin.add_agreement(
+        archive,
+        me,
+        body.trust,
+        body.other,
+        body.description,
+        names_before_claim=body.names_before_claim,
+    )
     return "agreement" if added else "agreement-exists"
 
 
