@@ -5,14 +5,13 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA ?= rix-data
 
-OHIF_VERSION := 3.13.2
+# the OHIF viewer and htmx (their versions pinned in src/rix/cli/viewer.py) for the tests
 VIEWER_DIR := build/ohif
-# npm packages the portal serves (htmx) and its tests run in the browser (axe-core)
-HTMX_VERSION := 2.0.11
-AXE_VERSION := 4.11.0
 ASSETS_DIR := build/assets
+# axe-core: the portal's accessibility tests run it in the browser (never served by rix)
+AXE_VERSION := 4.11.0
 
-.PHONY: run test check venv deps-test debs browser viewer assets bench clean
+.PHONY: run test check venv deps-test debs browser npm viewer assets bench clean
 
 $(BIN)/rix: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +22,8 @@ $(BIN)/rix: pyproject.toml
 venv: $(BIN)/rix
 
 ## make run: install rix, load the demo region, serve DICOM on 11112 and HTTP on 8042
-run: venv debs viewer assets
+run: venv debs npm
+	$(BIN)/rix viewer install --data $(DATA)
 	$(BIN)/rix demo --data $(DATA)
 	@echo
 	@echo "rix is starting. Try, from another terminal:"
@@ -49,35 +49,26 @@ browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-## make viewer: the stock OHIF viewer (npm @ohif/app, pinned) prepared for /viewer/ in
-## $(VIEWER_DIR), which is never committed; does nothing when that version is there
-viewer: venv
-	@$(BIN)/python -m rix.web.viewer installed $(OHIF_VERSION) $(VIEWER_DIR) || { \
-		command -v npm >/dev/null || ($(SUDO) apt-get update -qq && \
-			$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm); \
-		rm -rf $(VIEWER_DIR).new && mkdir -p $(VIEWER_DIR).new && \
-		npm pack --silent --pack-destination $(VIEWER_DIR).new @ohif/app@$(OHIF_VERSION) >/dev/null && \
-		tar -xzf $(VIEWER_DIR).new/ohif-app-$(OHIF_VERSION).tgz -C $(VIEWER_DIR).new && \
-		$(BIN)/python -m rix.web.viewer prepare $(VIEWER_DIR).new/package/dist && \
-		rm -rf $(VIEWER_DIR) && mv $(VIEWER_DIR).new/package/dist $(VIEWER_DIR) && \
-		rm -rf $(VIEWER_DIR).new; }
+## npm packs the viewer and the portal's scripts from the npm registry
+npm:
+	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
 
-## make assets: htmx for the portal and axe-core for its accessibility tests, pinned, from
-## npm into $(ASSETS_DIR) (never committed); does nothing when both versions are there
-assets:
-	@test -f $(ASSETS_DIR)/htmx-$(HTMX_VERSION).stamp -a -f $(ASSETS_DIR)/axe-$(AXE_VERSION).stamp || { \
-		command -v npm >/dev/null || ($(SUDO) apt-get update -qq && \
-			$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm); \
-		rm -rf $(ASSETS_DIR).new && mkdir -p $(ASSETS_DIR).new && \
-		npm pack --silent --pack-destination $(ASSETS_DIR).new \
-			htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION) >/dev/null && \
-		tar -xzf $(ASSETS_DIR).new/htmx.org-$(HTMX_VERSION).tgz -C $(ASSETS_DIR).new \
-			package/dist/htmx.min.js --strip-components=2 && \
-		tar -xzf $(ASSETS_DIR).new/axe-core-$(AXE_VERSION).tgz -C $(ASSETS_DIR).new \
+## make viewer: the stock OHIF viewer (npm @ohif/app) prepared for /viewer/ in $(VIEWER_DIR)
+## and htmx in $(ASSETS_DIR), as `rix viewer install` does for a data folder (never
+## committed); does nothing when the pinned versions are there
+viewer: venv npm
+	@$(BIN)/rix viewer install --viewer-dir $(VIEWER_DIR) --portal-assets-dir $(ASSETS_DIR)
+
+## make assets: axe-core, pinned, for the portal's accessibility tests, beside htmx
+assets: viewer
+	@test -f $(ASSETS_DIR)/axe-$(AXE_VERSION).stamp || { \
+		rm -rf $(ASSETS_DIR)/.axe && mkdir -p $(ASSETS_DIR)/.axe && \
+		npm pack --silent --pack-destination $(ASSETS_DIR)/.axe axe-core@$(AXE_VERSION) >/dev/null && \
+		tar -xzf $(ASSETS_DIR)/.axe/axe-core-$(AXE_VERSION).tgz -C $(ASSETS_DIR)/.axe \
 			package/axe.min.js --strip-components=1 && \
-		rm $(ASSETS_DIR).new/*.tgz && \
-		touch $(ASSETS_DIR).new/htmx-$(HTMX_VERSION).stamp $(ASSETS_DIR).new/axe-$(AXE_VERSION).stamp && \
-		rm -rf $(ASSETS_DIR) && mv $(ASSETS_DIR).new $(ASSETS_DIR); }
+		mv $(ASSETS_DIR)/.axe/axe.min.js $(ASSETS_DIR)/axe.min.js && rm -rf $(ASSETS_DIR)/.axe && \
+		rm -f $(ASSETS_DIR)/axe-*.stamp && touch $(ASSETS_DIR)/axe-$(AXE_VERSION).stamp; }
 
 ## make check: lint and types, the same locally and in CI
 check: venv

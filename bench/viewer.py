@@ -69,11 +69,11 @@ import report
 from dimse import Peer
 from network import LOOPBACK, free_port
 from orthanc import PLUGINS, OrthancServer
-from rix.config import Settings
 from rix.web import viewer as rix_viewer
 from rixserver import RixServer
 
 ROOT = Path(__file__).resolve().parents[1]
+VIEWER = ROOT / "build" / "ohif"  # `make viewer`
 ROUNDS = 5
 LOAD_TIMEOUT = 60.0  # seconds for one load to draw and fetch every slice
 TARGET_FIRST_RATIO = 0.6  # rix's first image <= 0.6x Orthanc's
@@ -195,7 +195,7 @@ def orthanc_viewer_folder(folder: Path) -> Path:
     file's MIME type from the last dot in its *full* path, hence no dot in ``folder``."""
     if "." in str(folder):
         raise ValueError(f"ServeFolders would misread MIME types under {folder}")
-    dist = Settings().viewer_dir
+    dist = VIEWER
     if rix_viewer.prepared_version(dist) is None:
         raise RuntimeError(f"no prepared OHIF dist in {dist}: run `make viewer`")
     folder.mkdir(parents=True)
@@ -217,7 +217,7 @@ def orthanc_viewer_folder(folder: Path) -> Path:
 def rix_source(folder: Path, measured: Measured) -> dict[str, str]:
     """Environment running rix from ``RIX_SOURCE``: ``PYTHONPATH`` comes before the
     editable install's path; the viewer stays the prepared dist of this tree."""
-    env = {"RIX_VIEWER_DIR": str(Settings().viewer_dir)}
+    env = {"RIX_VIEWER_DIR": str(VIEWER)}
     if not RIX_SOURCE:
         measured.notes.append("rix ran from the working tree")
         return env

@@ -25,9 +25,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
-# where `make viewer` installs the OHIF viewer: build/ beside src/, never committed
-SOURCE_TREE = Path(__file__).resolve().parents[2]
+from rix.times import zone
 
 T = TypeVar("T")
 
@@ -306,6 +306,11 @@ class Settings:
         "Where signed reports go as HL7 ORU^R01 over MLLP, each trust's to its own RIS or "
         "EPR: TRUST=host:port, comma-separated; a trust not named gets none.",
     )
+    report_pdf: bool = setting(
+        True,
+        "Store each signed report in its study as an Encapsulated PDF too, beside its "
+        "Basic Text SR (for PACS and viewers that show PDFs, not SR).",
+    )
     smtp_host: str = setting("", "SMTP server for email (share links, alerts); empty sends none.")
     smtp_port: int = setting(25, "SMTP server port.")
     smtp_from: str = setting("rix@localhost", "Sender address of rix's email.")
@@ -317,19 +322,25 @@ class Settings:
     public_url: str = setting(
         "",
         "rix's address as people outside see it (https://rix.region.example), for links in "
-        "email; empty uses the address of the request that made the link.",
+        "email and alerts; empty uses the request's, and refuses turnaround alerts.",
+    )
+    display_timezone: ZoneInfo = parsed_setting(
+        "Europe/London",
+        zone,
+        "Time zone of the times people read (pages, messages), named beside each time: "
+        "7 Dec 2026 21:42 GMT; programs get ISO 8601 in UTC.",
     )
     share_max_days: int = setting(30, "Longest a second-opinion share link may last, in days.")
     viewer_dir: Path = setting(
-        SOURCE_TREE / "build" / "ohif",
-        "Folder of the OHIF viewer served at /viewer/, installed and prepared by `make viewer`.",
-        shown="build/ohif beside rix's source",
+        Path(),
+        "Folder of the OHIF viewer served at /viewer/, installed by `rix viewer install`.",
+        shown="viewer/ in the data folder",
     )
     portal_assets_dir: Path = setting(
-        SOURCE_TREE / "build" / "assets",
-        "Folder holding htmx.min.js for the portal pages, installed by `make assets`; the "
+        Path(),
+        "Folder of htmx.min.js for the portal pages, installed by `rix viewer install`; "
         "pages work without it, with full page loads.",
-        shown="build/assets beside rix's source",
+        shown="assets/ in the data folder",
     )
 
     @property
@@ -346,6 +357,16 @@ class Settings:
     @property
     def objects_dir(self) -> Path:
         return self.data / "objects"
+
+    @property
+    def viewer_folder(self) -> Path:
+        """``viewer_dir``, or where ``rix viewer install`` puts the viewer by default."""
+        return self.viewer_dir if self.viewer_dir != Path() else self.data / "viewer"
+
+    @property
+    def portal_assets_folder(self) -> Path:
+        found = self.portal_assets_dir
+        return found if found != Path() else self.data / "assets"
 
     @property
     def http_host(self) -> str:
@@ -502,6 +523,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("audit_syslog must be tcp://host:port or tls://host:port")
     _validate_jobs(settings)
     _validate_turnaround(settings)
+    _validate_alert_links(settings)
 
 
 def _validate_oidc_sign_in(settings: Settings) -> None:
@@ -548,6 +570,19 @@ def _validate_turnaround(settings: Settings) -> None:
         raise SettingsError("turnaround_backlog and prefetch_priors cannot be negative")
     if settings.turnaround_check_minutes <= 0:
         raise SettingsError("turnaround_check_minutes must be more than 0")
+
+
+def _validate_alert_links(settings: Settings) -> None:
+    """Turnaround alerts link to the dashboard; their worker has no request to take an
+    address from, and ``/turnaround?...`` means nothing in a mailbox. ``alert_webhook``
+    gets them when ``turnaround_webhook`` is empty."""
+    named = ("turnaround_webhook", "turnaround_email", "alert_webhook")
+    destinations = [name for name in named if getattr(settings, name)]
+    if destinations and not settings.public_url:
+        raise SettingsError(f"{', '.join(destinations)}: alerts link to public_url; set it")
+    parts = urlsplit(settings.public_url)
+    if settings.public_url and (parts.scheme not in ("https", "http") or not parts.hostname):
+        raise SettingsError("public_url must be an absolute URL such as https://rix.example")
 
 
 def is_loopback(host: str) -> bool:

@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # Bottom to top: each layer a row of the picture, each part a box; a part imports only parts
 # in rows below it, or earlier in its own row.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("settings, errors, UIDs", ("errors", "uids", "config")),
+    ("settings, errors, UIDs, times", ("errors", "uids", "times", "config")),
     ("bytes and what they say", ("store", "dataset")),
     ("the index and the region", ("index", "archive", "region")),
     ("who, what happened, what is due", ("audit", "auth", "jobs", "access")),

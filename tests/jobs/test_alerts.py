@@ -59,6 +59,7 @@ def test_dead_lettered_send_posts_one_alert_to_the_webhook(
             database_url=migrated_database_url,
             extra_env={
                 "RIX_ALERT_WEBHOOK": webhook.url,
+                "RIX_PUBLIC_URL": "https://rix.region.example",  # alerts link to it
                 "RIX_JOB_GIVE_UP_HOURS": GIVE_UP_HOURS,
                 "RIX_STABLE_SECONDS": "3600",  # the study's stability job stays out of it
             },

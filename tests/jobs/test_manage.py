@@ -7,6 +7,7 @@ The server runs no worker threads (``RIX_WORKERS=0``), so a job stays as the tes
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,8 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from rix.archive import Archive
+from rix.cli.main import app
 from rix.index.database import begin_write
 from rix.jobs import queue
 from rix.jobs.queue import Job
@@ -203,3 +207,37 @@ def test_jobs_list_prints_the_counts_by_state(region: Region) -> None:
     assert counts.get("dead") and counts.get("pending")
     printed = region.server.rix("jobs", "list").stdout.strip().splitlines()[-1]
     assert sorted(printed.split(", ")) == sorted(f"{n} {state}" for state, n in counts.items())
+
+
+def rix(region: Region, *args: str) -> Result:
+    """``rix ARGS`` in this process, on the server's data folder and database, its output
+    piped (not a terminal), as a script reads it."""
+    where = ["--data", str(region.server.data)]
+    if region.server.database_url:
+        where += ["--database-url", region.server.database_url]
+    result = CliRunner().invoke(app, [*args, *where], env={"COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_jobs_list_json_is_one_document_with_every_value_whole(region: Region) -> None:
+    label = "send 1.2.826.0.1.3680043.8.498.10203040506070809101112131415161718 to REMOTE_PACS"
+    pk = region.add("TEST", label=label, priority=next(_FIRST))
+
+    listed = json.loads(rix(region, "jobs", "list", "--json").stdout)
+
+    job = next(j for j in listed["jobs"] if j["id"] == pk)
+    assert (job["label"], job["state"], job["kind"]) == (label, "pending", "send")
+    with region.archive.engine.connect() as conn:
+        assert listed["counts"] == queue.counts(conn)
+
+
+def test_jobs_list_piped_cuts_no_value(region: Region) -> None:
+    """Piped, rich would size the table to 80 columns and cut the label to ``send 1.2.82…``."""
+    label = "send 1.2.826.0.1.3680043.8.498.99887766554433221100998877665544332211 to FAR_AWAY_PACS"
+    region.add("TEST", label=label, priority=next(_FIRST))
+
+    printed = rix(region, "jobs", "list").stdout
+
+    assert label in printed
+    assert "…" not in printed

@@ -19,9 +19,13 @@ from rix.archive import Archive
 from rix.auth.users import parse_roles
 from rix.cli.options import operator
 from rix.region.aes import RemoteAE
+from tests.peers import sqlite
 from tests.peers.archive import opened
 
 ROOT = Path(__file__).resolve().parents[2]
+# where `make test` installs the viewer and htmx (`make viewer`), for every test server
+VIEWER = ROOT / "build" / "ohif"
+ASSETS = ROOT / "build" / "assets"
 
 
 def free_port() -> int:
@@ -37,6 +41,9 @@ class RixServer:
     ae_title: str = "RIX"
     accept_any_ae: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # True: `rix serve` migrates an empty SQLite index itself (the session's server, so that
+    # is seen working); else it starts on a copy of the session's migrated one
+    fresh_index: bool = False
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -54,6 +61,8 @@ class RixServer:
             RIX_AE_TITLE=self.ae_title,
             RIX_ACCEPT_ANY_AE="true" if self.accept_any_ae else "false",
             TCP_NODELAY="1",
+            RIX_VIEWER_DIR=str(VIEWER),
+            RIX_PORTAL_ASSETS_DIR=str(ASSETS),
         )
         env.update(self.extra_env)
         return env
@@ -133,6 +142,8 @@ class RixServer:
 
     def start(self, timeout: float = 30.0) -> RixServer:
         self.data.mkdir(parents=True, exist_ok=True)
+        if not self.database_url and not self.fresh_index:
+            sqlite.migrated_index(self.data)
         self.log_path = self.data.parent / f"{self.data.name}-serve.log"
         with self.log_path.open("ab") as log:  # the child has its own descriptor
             self.process = subprocess.Popen(

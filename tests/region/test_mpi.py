@@ -13,6 +13,7 @@ C-STORE from SOUTH's PACS, an AE registered to SOUTH.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import build_context
+from typer.testing import CliRunner
 
+from rix.cli.main import app
 from rix.dataset import nhs
 from tests.conftest import new_server
 from tests.peers import dicomweb, postgres, scu
@@ -204,20 +207,6 @@ def image(
     return ds
 
 
-def table(output: str) -> list[dict[str, str]]:
-    """The rows of a table ``rix`` printed (rich: ┃ heads the columns, │ parts the cells)."""
-    head: list[str] = []
-    rows = []
-    for line in output.splitlines():
-        if line.startswith("┃"):
-            head = [cell.strip() for cell in line.strip("┃").split("┃")]
-        elif line.startswith("│"):
-            rows.append(
-                dict(zip(head, (c.strip() for c in line.strip("│").split("│")), strict=True))
-            )
-    return rows
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Region:
     """Trusts NORTH and SOUTH (sharing), a region administrator and a NORTH clinician."""
@@ -244,12 +233,22 @@ class Region:
                 )
                 assert status.Status == 0x0000
 
-    def show(self, record: str) -> dict[str, dict[str, str]]:
-        """``rix mpi show``: the record and every record linked to it, by reference."""
-        return {row["record"]: row for row in table(self.server.rix("mpi", "show", record).stdout)}
+    def rix(self, *args: str) -> Any:
+        """``rix ARGS --json`` in this process, on the server's data folder and database:
+        the one JSON document it prints."""
+        where = ["--json", "--data", str(self.server.data)]
+        if self.server.database_url:
+            where += ["--database-url", self.server.database_url]
+        result = CliRunner().invoke(app, [*args, *where])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
 
-    def review(self) -> list[dict[str, str]]:
-        return table(self.server.rix("mpi", "review").stdout)
+    def show(self, record: str) -> dict[str, dict[str, Any]]:
+        """``rix mpi show``: the record and every record linked to it, by reference."""
+        return {row["record"]: row for row in self.rix("mpi", "show", record)}
+
+    def review(self) -> list[dict[str, Any]]:
+        return list(self.rix("mpi", "review"))
 
 
 def _token(admin: httpx.Client, username: str, roles: list[str], trust: str = "") -> str:
@@ -306,7 +305,7 @@ def test_valid_nhs_number_links_records_of_two_trusts_into_one_person(region: Re
     person = region.show(f"NORTH/{north_id}")
     assert set(person) == {f"NORTH/{north_id}", f"SOUTH/{south_id}"}
     assert {row["trust"] for row in person.values()} == {"NORTH", "SOUTH"}
-    assert {row["NHS number"] for row in person.values()} == {number}
+    assert {row["nhs_number"] for row in person.values()} == {number}
     assert {row["link"] for row in person.values()} == {"auto"}
 
 
@@ -316,7 +315,7 @@ def test_nhs_number_in_patient_id_and_in_other_patient_ids_link_alike(region: Re
     region.store_south(image(south_id, nhs_number=number))  # Other Patient IDs Sequence
     person = region.show(f"NHS/{number}")
     assert set(person) == {f"NHS/{number}", f"SOUTH/{south_id}"}
-    assert {row["NHS number"] for row in person.values()} == {number}
+    assert {row["nhs_number"] for row in person.values()} == {number}
 
 
 INVALID = {"bad-check-digit": "9434765918", "wrong-length": "943476591", "non-digits": "94347A5919"}
@@ -346,10 +345,10 @@ def test_invalid_nhs_number_is_reviewed(
     review_after_invalid: list[dict[str, str]],
     case: str,
 ) -> None:
-    reviewed = {row["record"]: row for row in review_after_invalid}
+    reviewed = {row["patient"]: row for row in review_after_invalid}
     for record in invalid_stored[case]:
-        assert reviewed[record]["problem"] == "invalid-nhs-number"
-        assert reviewed[record]["NHS number"] == INVALID[case]
+        assert reviewed[record]["kind"] == "invalid-nhs-number"
+        assert reviewed[record]["nhs_number"] == INVALID[case]
 
 
 @pytest.mark.parametrize("case", INVALID)

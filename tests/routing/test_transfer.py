@@ -7,11 +7,17 @@ its issuer, with the NHS number beside it.
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
+from concurrent.futures import ThreadPoolExecutor
 
+from pydicom.dataset import Dataset
+from typer.testing import CliRunner
+
+from rix.cli.main import app
 from tests.region.region import NHS, Region, instances, issuer_of, parse, received_by
 from tests.region.test_identity import other_ids, without_identity
+from tests.routing import index
 from tests.routing.transfers import (
+    DOWN,
     MOVING_AT_A,
     MOVING_AT_C,
     MOVING_NHS,
@@ -91,3 +97,36 @@ def test_a_trust_without_a_record_of_the_patient_may_not_send_them_elsewhere(
     body = {"to_trust": "B", "from_trust": "D", "nhs_number": MOVING_NHS}
     answer = moving.http(moving.staff["d.clinician"]).post("/api/transfers", json=body)
     assert answer.status_code == 403, answer.text
+
+
+def test_transfer_wait_exits_non_zero_naming_the_deliveries_that_did_not_arrive(
+    moving: Region,
+) -> None:
+    """``rix transfer --wait`` to E, whose PACS is down: its delivery fails and waits to be
+    tried again when an administrator cancels the transfer. The command must not report
+    success to the script that waited for it."""
+    server = moving.server
+    where = ["--data", str(server.data)]
+    where += ["--database-url", server.database_url] if server.database_url else []
+    args = ["transfer", "--to", DOWN, "--from", "A", "--nhs-number", MOVING_NHS, "--wait"]
+    newest = moving.admin.get("/api/jobs", params={"kind": "transfer", "limit": 1}).json()
+    before = newest[0]["id"] if newest else 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(CliRunner().invoke, app, [*args, *where])
+
+        def failed_once() -> int | None:
+            jobs = moving.admin.get("/api/jobs", params={"kind": "transfer", "limit": 1}).json()
+            if not jobs or jobs[0]["id"] == before:
+                return None
+            job = int(jobs[0]["id"])
+            children = moving.admin.get("/api/jobs", params={"parent": job}).json()
+            return job if any(c["attempts"] and c["last_error"] for c in children) else None
+
+        job = index.wait_for("the delivery to E to fail once", failed_once)
+        assert moving.admin.post(f"/api/jobs/{job}/cancel").status_code == 200
+        result = waiting.result(timeout=60)
+
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "0 of 1 studies delivered" in output
+    assert "cancelled" in output

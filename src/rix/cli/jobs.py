@@ -3,20 +3,30 @@ calls ``rix.routing.manage`` or ``rix.routing.transfer`` (checked and audited th
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from rix.cli.options import ConfigOpt, DataOpt, DbOpt, console, operator
+from rix import times
+from rix.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    DbOpt,
+    JsonOpt,
+    console,
+    operator,
+    print_json,
+    print_table,
+)
 from rix.cli.region import _changing
 
 if TYPE_CHECKING:
     from rix.archive import Archive
+    from rix.routing.rules import Rule
 
 jobs_app = typer.Typer(help="The durable job queue: routing, transfers, prefetch, alerts.")
 rules_app = typer.Typer(help="Routing rules (TOML).", no_args_is_help=True)
@@ -29,9 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _when(at: float | None) -> str:
-    if at is None:
-        return ""
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%m-%d %H:%M:%S")
+    return "" if at is None else times.iso(at)
 
 
 @jobs_app.command("list")
@@ -42,11 +50,13 @@ def jobs_list(
     kind: Annotated[str, typer.Option(help="stable, send, transfer, prefetch, notify.")] = "",
     parent: Annotated[int | None, typer.Option(help="Deliveries of this transfer.")] = None,
     limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 50,
+    as_json: JsonOpt = False,
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """List jobs, newest first, with the counts by state."""
+    """List jobs, newest first, with the counts by state (--json: {"jobs": [...] as
+    /api/jobs gives them, "counts": {state: n}})."""
     from rix.jobs import queue
     from rix.jobs.queue import State
     from rix.routing import manage
@@ -58,6 +68,9 @@ def jobs_list(
         )
         with archive.engine.connect() as conn:
             counts = queue.counts(conn)
+    if as_json:
+        print_json({"jobs": [manage.as_dict(j) for j in found], "counts": counts})
+        return
     table = Table("id", "kind", "state", "prio", "tries", "progress", "due", "label", "error")
     for j in found:
         progress = f"{j.done}/{j.total}" if j.total else ""
@@ -71,9 +84,9 @@ def jobs_list(
             progress,
             due,
             j.label,
-            j.last_error[:60],
+            j.last_error[:60] if console.is_terminal else j.last_error,
         )
-    console.print(table)
+    print_table(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
 
 
@@ -114,19 +127,42 @@ def rules_load(
 
 
 @rules_app.command("show")
-def rules_show(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
-    """Print the rules in force as TOML."""
+def rules_show(
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Print the rules in force as TOML (--json: a list of {name, priority, when, send})."""
     from rix.routing import manage, rules
 
     with _changing(cfg, data, database_url) as archive:
-        print(rules.to_toml(manage.rules_in_force(archive, operator())), end="")
+        in_force = manage.rules_in_force(archive, operator())
+    if as_json:
+        print_json([_rule(r) for r in in_force])
+        return
+    print(rules.to_toml(in_force), end="")
+
+
+def _rule(rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "priority": rule.priority.name.lower(),
+        "when": {k: list(v) for k, v in rule.when.items()},
+        "send": rule.send.as_dict(),
+    }
 
 
 @rules_app.command("test")
 def rules_test(
-    study: str, cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None
+    study: str,
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
-    """Which rules a stored study matches, and what they look at; nothing is sent."""
+    """Which rules a stored study matches, and what they look at; nothing is sent
+    (--json: {"study", "rules": [{name, matches, send}]})."""
     from rix.routing import manage, stability
 
     with _changing(cfg, data, database_url) as archive:
@@ -136,6 +172,10 @@ def rules_test(
     if facts is None:
         console.print(f"[red]no study {study}[/red]")
         raise typer.Exit(1)
+    if as_json:
+        matched = [_rule(r) | {"matches": r.matches(facts)} for r in in_force]
+        print_json({"study": study, "rules": matched})
+        return
     console.print(facts)
     for rule in in_force:
         mark = "[green]matches[/green]" if rule.matches(facts) else "no match"
@@ -150,7 +190,13 @@ def transfer(
     source: Annotated[str, typer.Option("--from", help="The trust the patient leaves.")] = "",
     days: Annotated[int | None, typer.Option(help="Studies this many days back (0: all).")] = None,
     priority: Annotated[str, typer.Option(help="routine, urgent or emergency.")] = "urgent",
-    wait: Annotated[bool, typer.Option(help="Show delivery progress until done.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Show delivery progress until done; exit 1, naming them, when any delivery "
+            "ended dead or cancelled."
+        ),
+    ] = False,
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
@@ -194,3 +240,9 @@ def _follow(archive: Archive, pk: int) -> None:
             time.sleep(0.5)
     failed = [c for c in children if c.state is not State.DONE]
     console.print(f"{len(children) - len(failed)} of {len(children)} studies delivered")
+    if parent.state is not State.DONE:
+        console.print(f"[red]transfer job {pk} {parent.state.value}: {parent.last_error}[/red]")
+    for c in failed:
+        console.print(f"[red]delivery job {c.pk} ({c.label}) {c.state.value}: {c.last_error}[/red]")
+    if failed or parent.state is not State.DONE:
+        raise typer.Exit(1)

@@ -11,15 +11,19 @@ from sqlalchemy import func, select
 
 from rix.cli import jobs
 from rix.cli import region as cli_region
+from rix.cli import viewer as cli_viewer
 from rix.cli.options import (
     ConfigOpt,
     DataOpt,
     DbOpt,
+    JsonOpt,
     _archive,
     _progress,
     _settings,
     console,
     operator,
+    print_json,
+    print_table,
     with_setting_options,
 )
 
@@ -30,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(ae_app, name="ae")
 cli_region.register(app)
 jobs.register(app)
+cli_viewer.register(app)
 
 
 @app.command()
@@ -68,6 +73,13 @@ def ae_add(
         str, typer.Option(help="The trust it belongs to: what it sends is that trust's.")
     ] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="pacs, workstation, modality or other: studies are sent only to a PACS "
+            "or a workstation."
+        ),
+    ] = "pacs",
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
@@ -79,7 +91,11 @@ def ae_add(
 
     if not 1 <= len(title) <= 16:
         raise typer.BadParameter("AE titles are 1 to 16 characters")
-    peer = aes.RemoteAE(title=title, host=host, port=port, description=description)
+    if kind not in set(aes.Kind):
+        raise typer.BadParameter(f"kind is one of {', '.join(aes.Kind)}")
+    peer = aes.RemoteAE(
+        title=title, host=host, port=port, description=description, kind=aes.Kind(kind)
+    )
     with _archive(cfg, data, database_url) as archive:
         try:
             admin.add_ae(archive, operator(), peer, trust)
@@ -92,18 +108,38 @@ def ae_add(
 
 
 @ae_app.command("list")
-def ae_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
-    """List registered DICOM peers."""
+def ae_list(
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List registered DICOM peers (--json: a list of {title, host, port, trust, kind,
+    description})."""
     from rix.region import aes
-    from rix.serve import open_archive
 
-    archive = open_archive(_settings(cfg, data=data, database_url=database_url))
-    table = Table("AE title", "host", "port", "trust", "description")
-    for ae in aes.all_aes(archive.engine):
+    with _archive(cfg, data, database_url) as archive:
+        found = aes.all_aes(archive.engine)
+    if as_json:
+        print_json(
+            [
+                {
+                    "title": ae.title,
+                    "host": ae.host,
+                    "port": ae.port,
+                    "trust": ae.trust.code if ae.trust else None,
+                    "kind": ae.kind.value,
+                    "description": ae.description,
+                }
+                for ae in found
+            ]
+        )
+        return
+    table = Table("AE title", "host", "port", "trust", "kind", "description")
+    for ae in found:
         trust = ae.trust.code if ae.trust else "-"
-        table.add_row(ae.title, ae.host, str(ae.port), trust, ae.description)
-    archive.close()
-    console.print(table)
+        table.add_row(ae.title, ae.host, str(ae.port), trust, ae.kind.value, ae.description)
+    print_table(table)
 
 
 @ae_app.command("remove")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from rix import config
 from rix.config import SETTINGS, Settings
@@ -33,6 +37,29 @@ ConfigOpt = Annotated[
 ]
 DataOpt = Annotated[Path | None, typer.Option("--data", help=SETTINGS["data"].help)]
 DbOpt = Annotated[str | None, typer.Option("--database-url", help=SETTINGS["database_url"].help)]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON document on stdout instead: every value whole, for scripts."
+    ),
+]
+
+
+def print_json(document: object) -> None:
+    """``document`` as JSON on stdout, alone: nothing else a listing prints goes with it."""
+    json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def print_table(table: Table) -> None:
+    """On a terminal, as wide as the terminal; piped or redirected, as wide as its widest
+    row, so no value (a UID, an NHS number) is cut or wrapped for the reading script."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = Console(width=1_000_000)
+    width = Measurement.get(wide, wide.options, table).maximum
+    Console(width=width, no_color=True, highlight=False).print(table)
 
 
 def _setting_option(name: str) -> Any:

@@ -3,7 +3,6 @@ line. Each command calls ``rix.region.admin`` (checked and audited there) or a r
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from rix.cli.options import ConfigOpt, DataOpt, DbOpt, _archive, console, operator
+from rix import times
+from rix.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    DbOpt,
+    JsonOpt,
+    _archive,
+    console,
+    operator,
+    print_json,
+    print_table,
+)
 from rix.errors import RixError
 
 if TYPE_CHECKING:
@@ -82,17 +92,45 @@ def trust_add(
 
 
 @trust_app.command("list")
-def trust_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
-    """List trusts, their sites and agreements."""
+def trust_list(
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List trusts, their sites and agreements (--json: {"trusts": [...], "agreements":
+    [...]})."""
     from rix.region import trusts
 
     with _archive(cfg, data, database_url) as archive, archive.engine.connect() as conn:
-        table = Table("code", "name", "issuer", "PACS", "sites")
-        for t in trusts.all_trusts(conn):
-            sites = ", ".join(code for code, _name in trusts.sites_of(conn, t.code))
-            table.add_row(t.code, t.name, t.issuer, t.pacs_ae, sites)
+        found = [(t, trusts.sites_of(conn, t.code)) for t in trusts.all_trusts(conn)]
         agreements = trusts.all_agreements(conn)
-    console.print(table)
+    if as_json:
+        listed = [
+            {
+                "code": t.code,
+                "name": t.name,
+                "issuer": t.issuer,
+                "pacs": t.pacs_ae,
+                "sites": [{"code": code, "name": name} for code, name in sites],
+            }
+            for t, sites in found
+        ]
+        pairs = [
+            {
+                "trust": a.trust_a,
+                "other": a.trust_b,
+                "description": a.description,
+                "names_before_claim": a.names_before_claim,
+            }
+            for a in agreements
+        ]
+        print_json({"trusts": listed, "agreements": pairs})
+        return
+    table = Table("code", "name", "issuer", "PACS", "sites")
+    for t, sites in found:
+        table.add_row(t.code, t.name, t.issuer, t.pacs_ae, ", ".join(code for code, _ in sites))
+    print_table(table)
     for a in agreements:
         hidden = "" if a.names_before_claim else " (names hidden until a claim)"
         console.print(f"agreement: {a.trust_a} <-> {a.trust_b} {a.description}{hidden}")
@@ -202,17 +240,37 @@ def user_add(
 
 
 @user_app.command("list")
-def user_list(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
-    """List users."""
+def user_list(
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List users (--json: a list of {username, name, trust, roles, active, email})."""
     from rix.auth import users
 
     with _archive(cfg, data, database_url) as archive, archive.engine.connect() as conn:
         found = users.all_users(conn)
+    if as_json:
+        print_json(
+            [
+                {
+                    "username": u.username,
+                    "name": u.display_name,
+                    "trust": u.trust.code if u.trust else None,
+                    "roles": sorted(u.roles),
+                    "active": u.active,
+                    "email": u.email,
+                }
+                for u in found
+            ]
+        )
+        return
     table = Table("user", "name", "trust", "roles", "active")
     for u in found:
         trust = u.trust.code if u.trust else "-"
         table.add_row(u.username, u.display_name, trust, ", ".join(sorted(u.roles)), str(u.active))
-    console.print(table)
+    print_table(table)
 
 
 @token_app.command("create")
@@ -257,23 +315,49 @@ def user_disable(
 
 
 @mpi_app.command("review")
-def mpi_review(cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None) -> None:
-    """Records waiting for an administrator: conflicts, invalid NHS numbers."""
+def mpi_review(
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Records waiting for an administrator: conflicts, invalid NHS numbers (--json: a list
+    of {id, patient, nhs_number, kind, detail, created_at}, as /api/mpi/reviews)."""
     from rix.region import mpi
 
     with _archive(cfg, data, database_url) as archive, archive.engine.connect() as conn:
         reviews = mpi.open_reviews(conn)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "patient": r.patient,
+                    "nhs_number": r.nhs_number,
+                    "kind": r.kind,
+                    "detail": r.detail,
+                    "created_at": r.created_at,
+                }
+                for r in reviews
+            ]
+        )
+        return
     table = Table("id", "record", "NHS number", "problem", "detail")
     for r in reviews:
         table.add_row(str(r.id), r.patient, r.nhs_number, r.kind, json.dumps(r.detail))
-    console.print(table)
+    print_table(table)
 
 
 @mpi_app.command("show")
 def mpi_show(
-    patient: str, cfg: ConfigOpt = None, data: DataOpt = None, database_url: DbOpt = None
+    patient: str,
+    as_json: JsonOpt = False,
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
-    """A record (ISSUER/ID) and every record linked to it."""
+    """A record (ISSUER/ID) and every record linked to it (--json: a list of {record,
+    trust, birth_date, sex, nhs_number, link, person})."""
     from rix.region import mpi
 
     with _archive(cfg, data, database_url) as archive, archive.engine.connect() as conn:
@@ -282,10 +366,26 @@ def mpi_show(
         except RixError as exc:
             raise _fail(exc) from exc
         linked = [rec] if rec.person_pk is None else mpi.records_of_person(conn, rec.person_pk)
+    if as_json:
+        print_json(
+            [
+                {
+                    "record": r.ref,
+                    "trust": r.trust or None,
+                    "birth_date": r.birth_date,
+                    "sex": r.sex,
+                    "nhs_number": r.nhs_number,
+                    "link": r.link_state,
+                    "person": r.person_pk,
+                }
+                for r in linked
+            ]
+        )
+        return
     table = Table("record", "trust", "birth date", "sex", "NHS number", "link")
     for r in linked:
         table.add_row(r.ref, r.trust or "-", r.birth_date, r.sex, r.nhs_number, r.link_state)
-    console.print(table)
+    print_table(table)
 
 
 @mpi_app.command("link")
@@ -394,12 +494,13 @@ def audit_search(
     user: Annotated[str, typer.Option(help="What this user (or AE) did.")] = "",
     study: Annotated[str, typer.Option(help="Study Instance UID.")] = "",
     limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 200,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    as_json: JsonOpt = False,
     cfg: ConfigOpt = None,
     data: DataOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """Who accessed this patient's images; what did this user access."""
+    """Who accessed this patient's images; what did this user access (--json: a list of
+    the events, newest first)."""
     from rix import audit
 
     with _archive(cfg, data, database_url) as archive:
@@ -412,13 +513,12 @@ def audit_search(
             limit=limit,
         )
     if as_json:
-        for e in events:
-            print(json.dumps(e.as_dict()))
+        print_json([e.as_dict() for e in events])
         return
     table = Table("when", "what", "outcome", "who", "trust", "from", "patient", "study")
     for e in events:
-        when = dt.datetime.fromtimestamp(e.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        study = e.study_uid[-24:] if console.is_terminal else e.study_uid
         table.add_row(
-            when, e.kind, e.outcome, e.actor, e.trust, e.source, e.patient, e.study_uid[-24:]
+            times.iso(e.at), e.kind, e.outcome, e.actor, e.trust, e.source, e.patient, study
         )
-    console.print(table)
+    print_table(table)

@@ -108,7 +108,7 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(reporting.router)
     app.include_router(turnaround.router)
     app.include_router(share_owner.router)
-    viewer.warn_if_missing(archive.settings.viewer_dir)
+    viewer.warn_if_missing(archive.settings.viewer_folder)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)
     def openapi() -> JSONResponse:

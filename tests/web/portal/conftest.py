@@ -15,10 +15,9 @@ from playwright.sync_api import Browser, BrowserContext
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from rix.config import Settings
 from rix.web import viewer
 from tests.peers import dicomweb, images
-from tests.peers.server import RixServer
+from tests.peers.server import VIEWER, RixServer
 from tests.peers.smtp import SmtpServer
 
 USERNAME = "portal.clinician"
@@ -66,7 +65,7 @@ def phantom(*, patient_id: str, name: str, study_uid: str, series_uid: str, numb
 
 @pytest.fixture(scope="session")
 def viewer_dir() -> Path:
-    folder = Settings().viewer_dir
+    folder = VIEWER
     if viewer.prepared_version(folder) is None:
         pytest.fail(f"no OHIF viewer in {folder}: run `make viewer` (make test does)")
     return folder

@@ -4,7 +4,9 @@ origin, and is served as OHIF needs (sub-path, wasm, caching, CSP)."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000Lossless, generate_uid
+from typer.testing import CliRunner
 
+from rix.cli.main import app
+from rix.cli.viewer import HTMX, OHIF, Package
 from rix.web import viewer
 from tests.peers import browser, dicomweb
 from tests.peers.server import RixServer
@@ -246,21 +251,69 @@ def test_static_bundles_need_no_session_but_the_pages_do(portal: Portal, viewer_
             assert answer.headers["location"] == "/login?next=" + quote(page, safe="")
 
 
-def test_viewer_answers_503_naming_the_make_target_when_not_installed(
-    tmp_path: Path,
-) -> None:
-    missing = tmp_path / "no-viewer"
-    server = RixServer(data=tmp_path / "data", extra_env={"RIX_VIEWER_DIR": str(missing)})
-    server.start()
+def npm_tarball(folder: Path, package: Package, files: dict[str, str]) -> Path:
+    """A tarball as ``npm pack`` writes it: ``package/package.json`` and the files."""
+    made = folder / f"{package.name.strip('@').replace('/', '-')}-{package.version}.tgz"
+    contents = {"package.json": json.dumps({"name": package.name, "version": package.version})}
+    with tarfile.open(made, "w:gz") as tar:
+        for name, text in (contents | files).items():
+            body = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return made
+
+
+def test_an_installed_rix_installs_its_viewer_into_the_data_folder(tmp_path: Path) -> None:
+    """Without viewer_dir and portal_assets_dir (as after ``pip install``), /viewer names
+    ``rix viewer install``, which puts the pinned releases (here tarballs packed
+    beforehand, as on a machine without the registry) in the data folder: the running
+    server then serves them."""
+    bundle = "app.bundle.0123456789abcdef.js"
+    ohif = npm_tarball(
+        tmp_path,
+        OHIF,
+        {
+            "dist/index.html": f'<script>window.PUBLIC_URL="/"</script><script src="/{bundle}">'
+            "</script>",
+            f"dist/{bundle}": '__webpack_require__.p = "/";',
+        },
+    )
+    htmx = npm_tarball(tmp_path, HTMX, {"dist/htmx.min.js": "/* htmx */"})
+    unset = {"RIX_VIEWER_DIR": "", "RIX_PORTAL_ASSETS_DIR": ""}
+    server = RixServer(data=tmp_path / "data", extra_env=unset).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}") as client:
-            for path in ("/viewer/", "/viewer/app-config.js", "/viewer/app.bundle.css"):
+            for path in ("/viewer/", "/viewer/app-config.js", f"/viewer/{bundle}"):
                 answer = client.get(path)
                 assert answer.status_code == 503
-                assert "make viewer" in answer.text
-                assert str(missing) not in answer.text
+                assert "rix viewer install" in answer.text
+                assert str(server.data) not in answer.text
+            assert client.get("/static/htmx.min.js").status_code == 404
+
+            args = ["viewer", "install", "--data", str(server.data)]
+            args += ["--ohif-package", str(ohif), "--htmx-package", str(htmx)]
+            installed = CliRunner().invoke(app, args, env=unset)
+
+            assert installed.exit_code == 0, installed.output
+            assert viewer.prepared_version(server.data / "viewer") == OHIF.version
+            served = client.get(f"/viewer/{bundle}")
+            assert served.status_code == 200
+            assert served.text == '__webpack_require__.p = "/viewer/";'
+            page = client.get("/viewer/", headers=server.auth)
+            assert (page.status_code, 'window.PUBLIC_URL="/viewer/"' in page.text) == (200, True)
+            assert client.get("/static/htmx.min.js").text == "/* htmx */"
+            again = CliRunner().invoke(app, args, env=unset)
+            assert "already in" in again.output
     finally:
         server.stop(wait=False)
+
+
+def test_viewer_install_says_when_npm_is_missing(tmp_path: Path) -> None:
+    args = ["viewer", "install", "--data", str(tmp_path / "data")]
+    answer = CliRunner().invoke(app, args, env={"PATH": str(tmp_path), "RIX_VIEWER_DIR": ""})
+    assert answer.exit_code == 1
+    assert "npm is not installed" in " ".join(answer.output.split())
 
 
 def test_prepare_refuses_an_ohif_build_it_does_not_recognise(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from rix.web.auth import SESSION_COOKIE, caller
 from rix.web.context import archive_of
 
 STATIC = Path(__file__).parent / "static"
-HTMX = "htmx.min.js"  # from npm htmx.org, put in portal_assets_dir by `make assets`
+HTMX = "htmx.min.js"  # from npm htmx.org, put in portal_assets_dir by `rix viewer install`
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -106,7 +106,7 @@ def render(
         csrf_token=csrf.token_for(secret) if secret else "",
         may_administer=principal is not None and checks.may_administer(principal),
         sees_images=principal is not None and principal.sees_images,
-        htmx=request.app.state.archive.settings.portal_assets_dir.joinpath(HTMX).is_file(),
+        htmx=request.app.state.archive.settings.portal_assets_folder.joinpath(HTMX).is_file(),
         path=request.url.path,
     )
     return HTMLResponse(page, status_code=status, headers=dict(headers))
@@ -183,11 +183,11 @@ ENVIRONMENT.globals["quote"] = url_part
 
 @router.get("/static/{name}")
 def static(request: Request, name: str) -> Response:
-    """The portal's own stylesheet and scripts, and htmx from ``make assets``; public:
+    """The portal's own stylesheet and scripts, and htmx from ``rix viewer install``; public:
     they hold no data."""
     folder = STATIC
     if name == HTMX:
-        folder = archive_of(request).settings.portal_assets_dir
+        folder = archive_of(request).settings.portal_assets_folder
     if "/" in name or "\\" in name or name.startswith(".") or not (folder / name).is_file():
         return Response("not found\n", status_code=404, media_type="text/plain")
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
