@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.peers import scu
+import pytest
+from playwright.sync_api import Browser, Page, Response
+
+from tests.peers import browser, scu
 from tests.region.region import Caller, find
 from tests.workflow.ordering import (
     Workflow,
@@ -105,6 +108,101 @@ def test_an_a40_merge_is_what_qido_and_c_find_answer(workflow: Workflow) -> None
     assert prior in others
 
 
+def _metadata(workflow: Workflow, study_uid: str, **headers: str) -> Any:
+    return workflow.http("a.clinician").get(
+        f"/dicomweb/studies/{study_uid}/metadata", headers=headers
+    )
+
+
+def _shown(answer: Any) -> set[tuple[str, str]]:
+    """(PatientID, PatientName) each instance's metadata shows."""
+    return {
+        (i["00100020"]["Value"][0], i["00100010"]["Value"][0]["Alphabetic"]) for i in answer.json()
+    }
+
+
+def test_an_a40_merge_rebuilds_metadata_already_built_and_changes_its_etag(
+    workflow: Workflow,
+) -> None:
+    prior, surviving = unique("A"), unique("A")
+    study_uid = study(workflow.port, "A_CT", prior)
+    wait_for("the study", lambda: studies_seen(workflow, "a.clinician", PatientID=prior))
+    before = _metadata(workflow, study_uid)  # built now, as a viewer opening it would
+    assert {shown[0] for shown in _shown(before)} == {prior}
+    old_tag = before.headers["ETag"]
+
+    merge = adt(
+        "A40",
+        patient=hospital_number(surviving, "A"),
+        name="Merged^Mona",
+        merged=hospital_number(prior, "A"),
+    )
+    assert workflow.send(merge).code == "AA"
+
+    after = _metadata(workflow, study_uid)
+    assert _shown(after) == {(surviving, "Merged^Mona")}
+    assert after.headers["ETag"] != old_tag
+    assert "immutable" not in after.headers["Cache-Control"]
+    # a cached client revalidating with the old validator gets the new document
+    revalidated = _metadata(workflow, study_uid, **{"If-None-Match": old_tag})
+    assert revalidated.status_code == 200 and _shown(revalidated) == _shown(after)
+    current = _metadata(workflow, study_uid, **{"If-None-Match": after.headers["ETag"]})
+    assert current.status_code == 304
+    # a later correction of the surviving record reaches the merged images' metadata too
+    renamed = adt("A08", patient=hospital_number(surviving, "A"), name="Renamed^Mona")
+    assert workflow.send(renamed).code == "AA"
+    assert _shown(_metadata(workflow, study_uid)) == {(surviving, "Renamed^Mona")}
+
+
+def _viewer_patient_id(page: Page, origin: str, study_uid: str, wanted: str) -> None:
+    """Open the study in OHIF, draw it, and wait for the header's patient panel (OHIF
+    reads it from the study's WADO-RS metadata) to show ``wanted`` as the patient ID."""
+    page.goto(f"{origin}/viewer/viewer?StudyInstanceUIDs={study_uid}")
+    browser.wait_for_image(page)
+    page.get_by_text("Patient", exact=True).click()  # expands to name, ID, sex, birth date
+    page.get_by_text(wanted, exact=True).wait_for(timeout=15_000)
+
+
+def test_the_viewer_shows_the_surviving_patient_id_after_an_a40_merge(
+    workflow: Workflow, chromium: Browser, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the browser once; the metadata it reads is checked on both backends above")
+    prior, surviving = unique("A"), unique("A")
+    study_uid = study(workflow.port, "A_CT", prior)
+    wait_for("the study", lambda: studies_seen(workflow, "a.clinician", PatientID=prior))
+    origin = f"http://127.0.0.1:{workflow.server.http_port}"
+    staff = workflow.staff["a.clinician"]
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        signed_in = context.request.post(
+            origin + "/login",
+            form={"username": staff.username, "password": staff.password, "next": "/"},
+            max_redirects=0,
+        )
+        assert signed_in.status == 303
+        page = context.new_page()
+        metadata: list[int] = []
+
+        def seen(response: Response) -> None:
+            if response.url.endswith("/metadata"):
+                metadata.append(response.status)
+
+        page.on("response", seen)
+        _viewer_patient_id(page, origin, study_uid, prior)
+        merge = adt(
+            "A40",
+            patient=hospital_number(surviving, "A"),
+            merged=hospital_number(prior, "A"),
+        )
+        assert workflow.send(merge).code == "AA"
+        metadata.clear()
+        _viewer_patient_id(page, origin, study_uid, surviving)  # same browser, its cache warm
+        assert metadata and 304 not in metadata
+    finally:
+        context.close()
+
+
 def test_a_merge_of_an_unknown_record_is_refused_and_changes_nothing(workflow: Workflow) -> None:
     surviving = unique("A")
     merge = adt(
@@ -136,6 +234,7 @@ def test_trust_administrators_correct_and_merge_records_over_the_api(workflow: W
     study(workflow.port, "A_CT", surviving)
     wait_for("the study", lambda: studies_seen(workflow, "a.clinician", PatientID=prior))
     body = {"prior": f"A-MRN/{prior}", "surviving": f"A-MRN/{surviving}"}
+    old_tag = _metadata(workflow, study_uid).headers["ETag"]  # built before the merge
 
     assert workflow.http("a.clinician").post("/api/patients/merge", json=body).status_code == 403
     assert workflow.http("b.clinician").post("/api/patients/merge", json=body).status_code == 403
@@ -145,6 +244,9 @@ def test_trust_administrators_correct_and_merge_records_over_the_api(workflow: W
     assert merged.json()["studies_moved"] == 1
     assert study_uid in studies_seen(workflow, "a.clinician", PatientID=surviving)
     assert studies_seen(workflow, "a.clinician", PatientID=prior) == []
+    merged_metadata = _metadata(workflow, study_uid, **{"If-None-Match": old_tag})
+    assert merged_metadata.status_code == 200
+    assert {shown[0] for shown in _shown(merged_metadata)} == {surviving}
     update = {"patient": f"A-MRN/{surviving}", "name": "Api^Amy", "sex": "F"}
     answer = workflow.http("a.admin").post("/api/patients/update", json=update)
     assert (answer.status_code, answer.json()["name"]) == (200, "Api^Amy")

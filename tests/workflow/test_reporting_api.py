@@ -20,6 +20,7 @@ from tests.peers.synthetic import ct_slice
 from tests.routing.index import wait_for
 
 PARTNER = "RPB"
+PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
 TEXT = "CT abdomen: no free fluid.\nConclusion: normal."
 
 
@@ -75,6 +76,18 @@ def partner(rix_server: RixServer) -> Iterator[Partner]:
             admin=admin["Authorization"].split()[1],
             server=server,
         )
+
+
+def assert_cross_reference_table_holds(body: bytes) -> None:
+    """Each object's offset in the xref table (ISO 32000-1 7.5.4) is where it begins, and
+    startxref is where the table does: what a PDF reader seeks by."""
+    start = int(body.rsplit(b"startxref", 1)[1].split()[0])
+    assert body[start:].startswith(b"xref")
+    rows = body[start:].split(b"\n")[2:]
+    count = int(body[start:].split(b"\n")[1].split()[1])
+    for number, row in enumerate(rows[1:count], start=1):
+        offset = int(row.split()[0])
+        assert body[offset:].startswith(f"{number} 0 obj".encode()), number
 
 
 def qido(partner: Partner, path: str, **params: str) -> list[dict[str, object]]:
@@ -150,6 +163,27 @@ def test_a_partners_study_is_claimed_reported_and_its_sr_stored_in_the_study(
     assert (sr.StudyInstanceUID, sr.PatientID, sr.IssuerOfPatientID) == (uid, "RPB-1", PARTNER)
     assert (sr.Modality, sr.VerificationFlag) == ("SR", "VERIFIED")
     assert sr.ContentSequence[0].TextValue == TEXT
+
+    # and as an Encapsulated PDF of the same text (report_pdf, on by default)
+    documents = wait_for(
+        "the PDF in the study", lambda: qido(partner, f"/studies/{uid}/series", Modality="DOC")
+    )
+    pdf_series = documents[0]["0020000E"]["Value"][0]  # type: ignore[index]
+    [found] = qido(partner, f"/studies/{uid}/series/{pdf_series}/instances")
+    pdf_uid = found["00080018"]["Value"][0]  # type: ignore[index]
+    answer = api.get(
+        f"/dicomweb/studies/{uid}/series/{pdf_series}/instances/{pdf_uid}",
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
+    [part] = dicomweb.parse_multipart(answer.headers["content-type"], answer.content)
+    doc = pydicom.dcmread(io.BytesIO(part.body))
+    assert (doc.SOPClassUID, doc.MIMETypeOfEncapsulatedDocument) == (PDF_CLASS, "application/pdf")
+    assert (doc.PatientID, doc.StudyInstanceUID) == ("RPB-1", uid)
+    body = bytes(doc.EncapsulatedDocument)[: doc.EncapsulatedDocumentLength]
+    assert body.startswith(b"%PDF-1.4") and body.endswith(b"%%EOF\n")
+    assert_cross_reference_table_holds(body)
+    for line in TEXT.splitlines():
+        assert b"(" + line.encode() + b") Tj" in body
 
     # signing gave the claim back; the author still sees what they reported
     assert api.get("/api/worklist", params={"trust": PARTNER}).json()["studies"] == []

@@ -52,7 +52,7 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _study_header(conn: Connection, study_uid: str) -> Dataset:
+def study_header(conn: Connection, study_uid: str) -> Dataset:
     """Patient and General Study modules as the index holds them."""
     row = conn.execute(
         select(studies, patients.c.patient_id, patients.c.issuer, patients.c.patient_name)
@@ -98,7 +98,7 @@ def text_document(
     may build it twice (a retried job) passes the ``sop_instance_uid`` it chose once; an
     addendum or correction names the stored version it follows (``predecessors``: PS3.3
     C.17.2, Predecessor Documents Sequence), so a PACS shows them as one report's history."""
-    ds = _study_header(conn, study_uid)
+    ds = study_header(conn, study_uid)
     now = time.gmtime()
     date, clock = time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
     ds.SOPClassUID = BASIC_TEXT_SR

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from rix.dataset import nhs
 from rix.errors import Conflict, NotFound
+from rix.index import derived
 from rix.index.schema import mpi_reviews, patients, persons, studies, trusts
 
 
@@ -120,6 +121,7 @@ def assign_nhs_number(conn: Connection, patient_pk: int, value: str) -> Record:
     """An NHS number learnt later (HL7 ADT, an administrator); links unless set by hand."""
     value = nhs.normalise(value)
     conn.execute(update(patients).where(patients.c.id == patient_pk).values(nhs_number=value))
+    derived.forget_metadata(conn, [patient_pk])  # corrected images list it (Other Patient IDs)
     rec = record(conn, patient_pk)
     if rec.link_state not in (LinkState.MANUAL, LinkState.UNLINKED) and rec.person_pk is None:
         _link_by_nhs(conn, rec)

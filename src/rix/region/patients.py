@@ -5,9 +5,10 @@ Every change lives in the index (DESIGN.md: stored bytes are never rewritten). A
 moves the prior record's studies and orders to the surviving record and files their
 instances under a correction (``reconciliations``, as for outside media), so QIDO and
 C-FIND answer the surviving ID and every copy leaving rix carries it
-(``rix.region.identity``), the prior ID among the Other Patient IDs. The prior record
-stays, linked by hand to the surviving record's person: images still arriving under the
-old number show in the same timeline.
+(``rix.region.identity``), the prior ID among the Other Patient IDs; their WADO-RS
+metadata is deleted in the same transaction and built again (``rix.index.derived``). The
+prior record stays, linked by hand to the surviving record's person: images still
+arriving under the old number show in the same timeline.
 
 A merge made here is not in the stored files: ``rix reindex`` (which rebuilds the index
 from the files alone) forgets it, and the trust's system must send it again.
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, Integer, insert, literal, select, update
 
 from rix.dataset import nhs
 from rix.errors import Conflict, NotFound
+from rix.index import derived
 from rix.index.records import name_key
 from rix.index.schema import (
     break_glass,
@@ -113,6 +115,7 @@ def update_details(conn: Connection, patient_pk: int, details: Details) -> mpi.R
         values["sex"] = details.sex[:16]
     if values:
         conn.execute(update(patients).where(patients.c.id == patient_pk).values(**values))
+        derived.forget_metadata(conn, [patient_pk])  # merged or reconciled images show them
     if number and not rec.nhs_number:
         return mpi.assign_nhs_number(conn, patient_pk, number)
     return mpi.record(conn, patient_pk)
@@ -140,6 +143,7 @@ def merge(conn: Connection, *, prior_pk: int, surviving_pk: int, by: str, refere
         update(orders).where(orders.c.patient_pk == prior.pk).values(patient_pk=surviving.pk)
     )
     add_other_id(conn, surviving.pk, prior.patient_id)
+    derived.forget_metadata(conn, [prior.pk, surviving.pk])  # rebuilt naming the surviving
     old_person = prior.person_pk
     person = mpi.link(conn, prior.pk, surviving.pk)  # studies follow the person too
     if old_person is not None and old_person != person:

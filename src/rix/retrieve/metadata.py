@@ -5,10 +5,17 @@ that is what makes it wait. A background builder turns every newly indexed insta
 DICOM JSON (pydicom's PS3.18 F encoding) and keeps it in the index; the metadata route
 concatenates the stored documents. An instance not yet built (just arrived, or after a
 crash) is built on demand by the route, so the answer is always complete.
+
+A document shows the identity the index applies on the way out, so an identity change
+(a merge, a correction of a merged or reconciled record) deletes the documents it makes
+stale in its own transaction (``rix.index.derived``); the builder builds them again.
+Each document keeps a hash of itself (``etag``): the route's validator changes with the
+document, not with the stored bytes, which a merge does not touch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -24,8 +31,15 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rix.archive import Archive
+from rix.index import derived
 from rix.index.database import begin_write
-from rix.index.schema import instance_metadata, instances, series, studies
+from rix.index.schema import (
+    instance_metadata,
+    instances,
+    reconciled_instances,
+    series,
+    studies,
+)
 from rix.region import identity
 
 log = structlog.get_logger(__name__)
@@ -144,12 +158,21 @@ def _tag(text: str) -> int:
     return int(text, 16)
 
 
+def document_etag(document: str) -> str:
+    """The validator of one document (``instance_metadata.etag``)."""
+    return hashlib.sha256(document.encode("utf-8")).hexdigest()
+
+
 def pending_query(
     study_uid: str | None = None,
     series_uid: str | None = None,
     after: int = 0,
     limit: int | None = None,
+    *,
+    corrected: bool = False,
 ) -> Any:
+    """Instances without a document; ``corrected``: only those filed under a correction,
+    the ones an identity change can make stale again (a far smaller set than all)."""
     query = (
         select(
             instances.c.id.label("instance_pk"),
@@ -164,6 +187,10 @@ def pending_query(
         .where(instance_metadata.c.instance_pk.is_(None), instances.c.id > after)
         .order_by(instances.c.id)
     )
+    if corrected:
+        query = query.join(
+            reconciled_instances, reconciled_instances.c.instance_pk == instances.c.id
+        )
     if study_uid is not None:
         query = query.where(studies.c.study_uid == study_uid)
     if series_uid is not None:
@@ -178,23 +205,38 @@ def pending(conn: Connection, **kwargs: Any) -> list[Pending]:
 
 
 def build(archive: Archive, items: Iterable[Pending]) -> int:
-    """Build and keep the JSON of ``items``; an unreadable object is logged and skipped."""
+    """Build and keep the JSON of ``items``; an unreadable object is logged and skipped.
+
+    The files are read outside any transaction; the corrections they were built with are
+    read again inside the write, with the records held (``derived.hold_patients``), and a
+    document whose identity changed meanwhile is not kept: it stays pending, and is built
+    again with the new identity, never left stale."""
     items = list(items)
     if not items:
         return 0
+    pks = [i.instance_pk for i in items]
     with archive.engine.connect() as conn:
-        corrections = identity.reconciled(conn, [i.instance_pk for i in items])
-    rows = []
+        corrections = identity.reconciled(conn, pks)
+    rows: list[dict[str, Any]] = []
     for item in items:
         try:
             document = instance_json(archive, item, corrections.get(item.instance_pk))
-            rows.append({"instance_pk": item.instance_pk, "json": document})
         except Exception as exc:  # one broken object must not stop the others' metadata
             log.warning("metadata not built", key=item.storage_key, error=type(exc).__name__)
+            continue
+        rows.append({"instance_pk": item.instance_pk, "json": document})
     if not rows:
         return 0
     with begin_write(archive.engine) as conn:
-        conn.execute(insert_unless_built(conn.dialect.name), rows)
+        derived.hold_patients(conn, pks)
+        now = identity.reconciled(conn, pks)
+        rows = [
+            {**row, "etag": document_etag(row["json"])}
+            for row in rows
+            if now.get(row["instance_pk"]) == corrections.get(row["instance_pk"])
+        ]
+        if rows:
+            conn.execute(insert_unless_built(conn.dialect.name), rows)
     return len(rows)
 
 
@@ -213,16 +255,22 @@ class MetadataBuilder:
 
     It waits for a pause in storing (``QUIET`` seconds without an index commit) so it
     never takes CPU from a modality's send, but defers at most ``MAX_DEFER`` seconds;
-    anything a viewer asks for before then is built by the route on demand.
+    anything a viewer asks for before then is built by the route on demand. New instances
+    are found past a cursor; documents an identity change deleted lie behind it, so every
+    ``RESCAN`` seconds of idleness the corrected instances are looked over from the start.
     """
 
     QUIET = 1.0
     MAX_DEFER = 30.0
+    RESCAN = 5.0
 
     def __init__(self, archive: Archive, interval: float = 0.5, batch: int = 50) -> None:
         self.archive = archive
         self.interval = interval
         self.batch = batch
+        self._after = 0  # the newest instance looked at
+        self._corrected_after = 0  # the same, in the current rescan of corrected instances
+        self._rescanned = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rix-metadata", daemon=True)
 
@@ -240,7 +288,6 @@ class MetadataBuilder:
         return storing and now - waiting_since < self.MAX_DEFER
 
     def _run(self) -> None:
-        after = 0
         waiting_since = time.monotonic()
         while not self._stop.is_set():
             if self._busy(waiting_since):
@@ -248,12 +295,27 @@ class MetadataBuilder:
                 continue
             waiting_since = time.monotonic()
             try:
-                with self.archive.engine.connect() as conn:
-                    items = pending(conn, after=after, limit=self.batch)
-                if items:
-                    build(self.archive, items)
-                    after = items[-1].instance_pk
+                if self._pass(waiting_since):
                     continue
             except Exception as exc:  # keep building; the route builds anything missed
                 log.warning("metadata builder pass failed", error=type(exc).__name__)
             self._stop.wait(self.interval)
+
+    def _pass(self, now: float) -> bool:
+        """One batch built (True), or nothing to do until the next interval."""
+        rescan = now - self._rescanned > self.RESCAN
+        with self.archive.engine.connect() as conn:
+            items = pending(conn, after=self._after, limit=self.batch)
+            corrected = not items and rescan
+            if corrected:
+                items = pending(conn, after=self._corrected_after, limit=self.batch, corrected=True)
+        if not items:
+            if corrected:
+                self._corrected_after, self._rescanned = 0, now
+            return False
+        build(self.archive, items)
+        if corrected:
+            self._corrected_after = items[-1].instance_pk
+        else:
+            self._after = items[-1].instance_pk
+        return True

@@ -2,7 +2,8 @@
 its trust.
 
 A signed final, addendum or correction is stored in the study as a DICOM Basic Text SR
-(``rix.ingest.sr``, through the one ingest path, as the study's trust); every signed
+(``rix.ingest.sr``, through the one ingest path, as the study's trust) and, with
+``report_pdf`` on, as an Encapsulated PDF (``rix.ingest.pdf``); every signed
 version goes to the study's trust as HL7 ORU^R01 (``rix.workflow.oru``). Both are queued
 (``queue_jobs``) in the transaction that signs (``rix.workflow.reports``), so a crash or a
 destination that is down loses neither, and both build what they send from the index
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from rix.config import Settings
 from rix.index.schema import instances, series, studies, trusts
-from rix.ingest import sr
+from rix.ingest import pdf, sr
 from rix.jobs import queue
 from rix.jobs.worker import Context
 from rix.workflow import mllp_client, oru
@@ -90,32 +91,54 @@ def _predecessor(conn: Connection, chain: list[Report], report: Report) -> list[
 
 def store_sr(ctx: Context) -> None:
     """Store a signed version in its study as a Basic Text SR, under the SOP Instance UID
-    chosen when it was signed: a job run again finds it stored and stops."""
+    chosen when it was signed, and (``report_pdf``) as an Encapsulated PDF under one made
+    from it: a job run again finds them stored and stops."""
     archive = ctx.archive
+    documents = []
     with archive.engine.connect() as conn:
         report = get(conn, int(ctx.job.payload["report"]))
         if report.sr_instance_uid is None or report.status not in FINALS:
             raise queue.Permanent(f"report {report.pk} is not stored as an SR")
-        if _stored(conn, report.sr_instance_uid):
+        pdf_uid = pdf.instance_uid_for(report.sr_instance_uid)
+        wanted_sr = not _stored(conn, report.sr_instance_uid)
+        wanted_pdf = archive.settings.report_pdf and not _stored(conn, pdf_uid)
+        if not (wanted_sr or wanted_pdf):
             return
         chain = versions(conn, report.study_uid)
+        text = current_text(chain, report)
         organisation = conn.execute(
             select(trusts.c.name)
             .join(studies, studies.c.trust_pk == trusts.c.id)
             .where(studies.c.study_uid == report.study_uid)
         ).scalar()
-        ds = sr.text_document(
-            conn,
-            study_uid=report.study_uid,
-            text=current_text(chain, report),
-            author=report.author_name,
-            organisation=organisation or "",
-            final=True,
-            series_description=SERIES_DESCRIPTION[report.status],
-            sop_instance_uid=report.sr_instance_uid,
-            predecessors=_predecessor(conn, chain, report),
-        )
-    sr.store(archive, ds, source="report")
+        if wanted_sr:
+            documents.append(
+                sr.text_document(
+                    conn,
+                    study_uid=report.study_uid,
+                    text=text,
+                    author=report.author_name,
+                    organisation=organisation or "",
+                    final=True,
+                    series_description=SERIES_DESCRIPTION[report.status],
+                    sop_instance_uid=report.sr_instance_uid,
+                    predecessors=_predecessor(conn, chain, report),
+                )
+            )
+        if wanted_pdf:
+            documents.append(
+                pdf.report_document(
+                    conn,
+                    study_uid=report.study_uid,
+                    text=text,
+                    author=report.author_name,
+                    organisation=organisation or "",
+                    document_title=SERIES_DESCRIPTION[report.status],
+                    sop_instance_uid=pdf_uid,
+                )
+            )
+    for ds in documents:
+        sr.store(archive, ds, source="report")
 
 
 # --- the ORU^R01 to the study's trust ---

@@ -147,7 +147,7 @@ def retrieve(request: Request, archive: Archive, found: list[queries.StoredInsta
     if outgoing.by_instance:
         variant += repr(sorted(outgoing.by_instance.items()))
     tag = etag(found, variant)
-    cache = IMMUTABLE if len(found) == 1 else REVALIDATE
+    cache = REVALIDATE  # not immutable: a merge changes the identity an instance leaves with
     if not_modified(request, tag):
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache, **VARY})
     mark = mediatypes.boundary()
@@ -180,7 +180,7 @@ def series_metadata(
     if missing:
         metadata.build(archive, missing)
     query = (
-        select(instance_metadata.c.json, instances.c.sha256)
+        select(instance_metadata.c.json, instance_metadata.c.etag)
         .join(instances, instances.c.id == instance_metadata.c.instance_pk)
         .join(series, series.c.id == instances.c.series_pk)
         .join(studies, studies.c.id == series.c.study_pk)
@@ -195,10 +195,14 @@ def series_metadata(
         rows = conn.execute(query).all()
     if not rows:
         raise NotFound("no such " + ("instance" if sop else "series" if series_uid else "study"))
-    digest = hashlib.sha256("".join(r.sha256 for r in rows).encode()).hexdigest()[:32]
+    # the documents' own hashes (a rebuild after an identity change changes them; the
+    # stored bytes' would not), and the base the BulkDataURIs are made absolute with
+    digest = hashlib.sha256(base.encode())
+    for r in rows:
+        digest.update((r.etag or metadata.document_etag(r.json)).encode())
     body = "[" + ",".join(r.json for r in rows) + "]"
     body = body.replace(metadata.BULK_MARKER, f'"BulkDataURI":"{base}/')
-    return body.encode(), f'"{digest}"'
+    return body.encode(), f'"{digest.hexdigest()[:32]}"'
 
 
 def metadata_response(
@@ -214,7 +218,8 @@ def metadata_response(
     )
     base = str(request.base_url).rstrip("/") + "/dicomweb"
     body, tag = series_metadata(archive, study, series_uid, sop, base)
-    headers = {"ETag": tag, "Cache-Control": IMMUTABLE if sop else REVALIDATE}
+    # never immutable, an instance's either: a merge changes what its metadata says
+    headers = {"ETag": tag, "Cache-Control": REVALIDATE}
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
     return mediatypes.json_response(request, body, headers)

@@ -46,8 +46,8 @@ def wado_uri(
         # outside media reconciled to a local record leave under that record's identity
         correction = wado.corrections(archive, [item]).of(item)
         body, _syntax = wado.served(archive, item, wanted, correction, fallback=False)
-        return StreamingResponse(
-            body, media_type="application/dicom", headers={"Cache-Control": wado.IMMUTABLE}
+        return StreamingResponse(  # revalidated: a merge changes the identity it carries
+            body, media_type="application/dicom", headers={"Cache-Control": wado.REVALIDATE}
         )
     if content not in ("image/jpeg", "image/png", "*/*", "image/*"):
         raise NotAcceptable(
