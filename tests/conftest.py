@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.peers import browser, postgres, server
+from tests.peers import browser, postgres, server, sqlite
 from tests.peers.server import RixServer
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -56,12 +56,15 @@ def migrated_database_url(backend: str) -> Iterator[str]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     server.reap()
     postgres.drop_template()
+    sqlite.drop_template()
 
 
 @pytest.fixture(scope="session")
 def rix_server(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[RixServer]:
     """One live `rix serve` per backend for the whole session."""
-    shared = RixServer(data=tmp_path_factory.mktemp("rix") / "data", database_url=database_url)
+    shared = RixServer(
+        data=tmp_path_factory.mktemp("rix") / "data", database_url=database_url, fresh_index=True
+    )
     shared.start()
     yield shared
     shared.stop(wait=False)

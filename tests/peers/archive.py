@@ -11,6 +11,7 @@ from typing import Any
 from rix.archive import Archive
 from rix.config import Settings
 from rix.serve import open_archive
+from tests.peers import sqlite
 
 
 @contextmanager
@@ -19,7 +20,10 @@ def opened(
 ) -> Iterator[Archive]:
     """The archive of ``data`` and ``database_url`` (and any other ``settings``), closed on
     exit: a server started on the same pair shares its index with this process
-    (``migrate=False`` beside a server that already migrated it)."""
+    (``migrate=False`` beside a server that already migrated it). A new SQLite index is a
+    copy of the session's migrated one (``sqlite.migrated_index``)."""
+    if migrate and not database_url:
+        sqlite.migrated_index(data)
     base = dataclasses.replace(Settings(), data=data, database_url=database_url, **settings)
     archive = open_archive(base, migrate=migrate)
     try:

@@ -26,9 +26,9 @@ from rix.index.schema import jobs, orders, patients, report_claims, reports, stu
 from rix.ingest import ingest, received_from_file
 from rix.region.trusts import add_agreement, add_trust, get_trust
 from tests.peers import postgres
+from tests.peers.archive import opened
 from tests.peers.dicomweb import part10
 from tests.peers.synthetic import ct_slice
-from tests.workflow.week import opened
 
 STAFF = {
     "a.rad": ("A", "radiologist"),

@@ -21,7 +21,8 @@ from rix.jobs.worker import Context
 from rix.region.trusts import add_agreement, add_trust
 from rix.routing import deliver, prefetch
 from rix.workflow import priors
-from tests.workflow.week import opened, order, patient, person, relationship, study
+from tests.peers.archive import opened
+from tests.workflow.week import order, patient, person, relationship, study
 
 DAY = 86400.0
 

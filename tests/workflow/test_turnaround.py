@@ -19,7 +19,8 @@ from rix.region.trusts import get_trust
 from rix.workflow import orders, reporting_worklist, turnaround, turnaround_dashboard
 from rix.workflow.turnaround_dashboard import Summary
 from tests.peers import postgres
-from tests.workflow.week import NOW, D, H, Week, load_week, opened
+from tests.peers.archive import opened
+from tests.workflow.week import NOW, D, H, Week, load_week
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ from rix.jobs.worker import Workers
 from rix.serve import job_handlers
 from rix.workflow import turnaround_alerts
 from tests.jobs.webhook import Recorder
+from tests.peers.archive import opened
 from tests.peers.smtp import SmtpServer, body
-from tests.workflow.week import NOW, Week, load_week, opened
+from tests.workflow.week import NOW, Week, load_week
 
 EMH_DESK = "emh-reporting@example.org"
 REGION_DESK = "region-imaging@example.org"

@@ -6,36 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, select
 
 from rix.archive import Archive
-from rix.config import Settings
 from rix.index.database import begin_write
 from rix.index.schema import patients, persons, relationships, series, studies, trusts
 from rix.index.workflow_tables import orders, reports
 from rix.region.trusts import add_agreement, add_trust
-from rix.serve import open_archive
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()  # a Friday noon, UTC
 H = 3600.0
 D = 86400.0
 _n = itertools.count(1)
-
-
-@contextmanager
-def opened(data: Path, database_url: str, **settings: Any) -> Iterator[Archive]:
-    base = dataclasses.replace(Settings(), data=data, database_url=database_url, **settings)
-    archive = open_archive(base, migrate=True)
-    try:
-        yield archive
-    finally:
-        archive.close()
 
 
 def trust_pk(conn: Connection, code: str) -> int:

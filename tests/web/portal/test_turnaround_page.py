@@ -15,9 +15,10 @@ from playwright.sync_api import Browser, Page
 
 from rix.workflow.turnaround_dashboard import CSV_COLUMNS
 from tests.peers import browser
+from tests.peers.archive import opened
 from tests.peers.server import RixServer
 from tests.web.portal.test_portal import serious_violations
-from tests.workflow.week import load_week, opened
+from tests.workflow.week import load_week
 
 PASSWORD = "correct horse battery staple"
 RADIOLOGIST = "emh.reporter"
