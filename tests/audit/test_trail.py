@@ -399,24 +399,30 @@ def test_unknown_bearer_token_is_one_refused_login_event(trail: Trail) -> None:
 
 
 def test_break_glass_is_one_break_glass_event(trail: Trail) -> None:
+    """TEST and OTHER share nothing: the break-glass would open nothing and is refused,
+    on record as one refused break-glass with the reason given and why it was refused."""
     mark = trail.newest()
     reason = "unconscious patient in ED, prior imaging needed"
     declared = trail.tester.post(
         "/api/break-glass", json={"patient": "OTHER/AUDIT-O", "reason": reason}
     )
-    assert declared.status_code == 201, declared.text
+    assert declared.status_code == 403, declared.text
     [event] = trail.since(mark)
     assert who([event]) == [
         {
             "kind": "break-glass",
-            "outcome": "success",
+            "outcome": "refused",
             "actor": "tester",
             "trust": "TEST",
             "patient": "OTHER/AUDIT-O",
             "study_uid": "",
         }
     ]
-    assert event["detail"] == {"action": "break-glass", "reason": reason}
+    assert event["detail"] == {
+        "action": "break-glass",
+        "reason": reason,
+        "refused": declared.json()["error"],
+    }
 
 
 def test_break_glass_on_a_record_is_found_by_the_patients_nhs_number(trail: Trail) -> None:
@@ -429,7 +435,7 @@ def test_break_glass_on_a_record_is_found_by_the_patients_nhs_number(trail: Trai
     declared = trail.tester.post(
         "/api/break-glass", json={"patient": "OTHER/AUDIT-N", "reason": reason}
     )
-    assert declared.status_code == 201, declared.text
+    assert declared.status_code == 403, declared.text  # refused: TEST and OTHER share nothing
     found = trail.search(nhs_number="9434765870")
     assert [e["actor"] for e in found if e["kind"] == "break-glass"] == ["tester"]
 

@@ -17,6 +17,7 @@ Negotiation over DICOM, PS3.7 D.3.3.7, and by a bearer token over HTTP):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -159,6 +160,7 @@ def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
         r.add_staff("aaa.auditor", "auditor", "AAA")
         r.add_staff("region.admin", "region-admin", None)
         r.send(PATIENTS)
+        r.agree("AAA", "BBB", True)  # a break-glass opens only what an agreement shares
         for cell in CELLS:
             staff = clinician(r, cell.viewer)
             if cell.grounds is REFERRAL:
@@ -167,7 +169,8 @@ def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
                 r.refer(staff, cell.patient, expires_at=an_hour_ago())
             elif cell.grounds is GLASS:
                 answer = r.break_glass(staff, cell.patient)
-                assert answer.status_code == 201, answer.text
+                opens = frozenset((cell.viewer, cell.patient.trust)) in AGREED_PAIRS
+                assert answer.status_code == (201 if opens else 403), answer.text
         yield r
 
 
@@ -338,6 +341,42 @@ def test_break_glass_is_for_clinicians_and_radiologists_with_a_reason(world: Reg
     no_reason = world.http(world.staff["aaa.colleague"]).post(
         "/api/break-glass", json={"nhs_number": BBB_EXPIRED.nhs_number, "reason": "because"}
     )
-    assert (refused.status_code, no_reason.status_code) == (403, 409)
+    assert (refused.status_code, no_reason.status_code) == (403, 422)
     path = f"/dicomweb/studies/{BBB_EXPIRED.study_uid}/metadata"
     assert world.http(radiographer).get(path).status_code == 403
+
+
+@pytest.mark.parametrize("reason", ["", "          ", "because"], ids=["empty", "blank", "short"])
+def test_break_glass_without_a_reason_to_review_is_422(world: Region, reason: str) -> None:
+    body = {"nhs_number": BBB_EXPIRED.nhs_number, "reason": reason}
+    answer = world.http(world.staff["aaa.colleague"]).post("/api/break-glass", json=body)
+    assert answer.status_code == 422, answer.text
+
+
+def test_break_glass_answers_what_it_opened(world: Region) -> None:
+    world.agree("AAA", "BBB", True)
+    answer = world.break_glass(world.staff["aaa.clinician"], BBB_GLASS)
+    assert answer.status_code == 201, answer.text
+    opened = answer.json()
+    assert (opened["studies"], opened["opened"]) == (1, [{"trust": "BBB", "studies": 1}])
+    assert opened["expires_at"] > time.time()
+
+
+def test_break_glass_without_an_agreement_is_refused_with_the_reason(world: Region) -> None:
+    """AAA and CCC share nothing: the break-glass would open nothing, so it is refused (no
+    security alert), and the refusal is on record as a refused break-glass."""
+    staff = world.staff["aaa.colleague"]
+    answer = world.break_glass(staff, CCC_GLASS)
+    assert answer.status_code == 403, answer.text
+    assert "no trust with a sharing agreement with yours" in answer.text
+    path = f"/dicomweb/studies/{CCC_GLASS.study_uid}/metadata"
+    assert world.http(staff).get(path).status_code == 403
+    events = world.admin.get("/api/audit", params={"user": staff.username, "limit": 50}).json()
+    glass = [e for e in events if e["kind"] == "break-glass"]
+    assert [(e["outcome"], e["nhs_number"]) for e in glass] == [("refused", CCC_GLASS.nhs_number)]
+    assert "would open nothing" in glass[0]["detail"]["refused"]
+
+
+def test_break_glass_of_a_patient_held_only_at_the_users_trust_is_refused(world: Region) -> None:
+    answer = world.break_glass(world.staff["aaa.colleague"], AAA_UNLINKED)
+    assert answer.status_code == 403, answer.text

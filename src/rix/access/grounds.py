@@ -8,29 +8,61 @@ next query (``rix.access.scope``).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, false, or_, select
 
 from rix.access import BREAK_GLASS_ROLES, IMAGE_ROLES, Principal, PrincipalKind
 from rix.access.checks import require_role
-from rix.errors import AccessDenied, Conflict
+from rix.errors import AccessDenied, Conflict, NotFound
+from rix.index import people
 from rix.index.schema import break_glass, relationships
-from rix.region import mpi
+from rix.region import mpi, trusts
 from rix.region.trusts import Trust
+
+REASON_MIN = 10  # characters: a reason someone reviewing it can act on
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakGlass:
+    """A break-glass in force: until when, and what it opens, as studies of the person
+    held by each trust sharing with the user's (by trust code)."""
+
+    expires_at: float
+    opened: dict[str, int]
+
+    @property
+    def studies(self) -> int:
+        return sum(self.opened.values())
+
+
+class OpensNothing(AccessDenied):
+    """Break-glass would open nothing: no trust sharing with the user's holds studies of
+    the patient (the user's own trust's are open without it). Refused, so that a yes
+    always means images were opened; audited as a refused break-glass, with no alert."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "break-glass would open nothing: no trust with a sharing agreement with yours "
+            "holds images of this patient"
+        )
 
 
 def declare_break_glass(
     conn: Connection, principal: Principal, person_pk: int, reason: str, hours: float
-) -> float:
-    """Open a patient's records at partner trusts to this user for ``hours``; returns
-    when it expires. Audited as a security alert by the caller (``trail.record``)."""
+) -> BreakGlass:
+    """Open a patient's studies at partner trusts to this user for ``hours``: what it
+    opened, or ``OpensNothing``. Audited as a security alert by the caller."""
     if principal.user_pk is None:
         raise AccessDenied("only a signed-in user can declare break-glass")
     if not principal.roles & BREAK_GLASS_ROLES:
         raise AccessDenied("break-glass is for clinicians and radiologists")
     reason = reason.strip()
-    if len(reason) < 10:
-        raise Conflict("break-glass needs a reason of at least 10 characters")
+    if len(reason) < REASON_MIN:
+        raise Conflict(f"break-glass needs a reason of at least {REASON_MIN} characters")
+    opened = _opened(conn, principal, person_pk)
+    if not opened:
+        raise OpensNothing()
     now = time.time()
     expires = now + hours * 3600
     conn.execute(
@@ -42,7 +74,45 @@ def declare_break_glass(
             expires_at=expires,
         )
     )
-    return expires
+    return BreakGlass(expires_at=expires, opened=opened)
+
+
+def break_glass_in_force(
+    conn: Connection, principal: Principal, *, nhs_number: str = "", patient: str = ""
+) -> BreakGlass | None:
+    """The user's break-glass of the person named, while it lasts (reading only)."""
+    if principal.user_pk is None:
+        return None
+    try:
+        person = (
+            mpi.find_person(conn, nhs_number)
+            if nhs_number
+            else mpi.find_record(conn, patient).person_pk
+        )
+    except NotFound:
+        return None
+    if person is None:
+        return None
+    expires = conn.execute(
+        select(break_glass.c.expires_at)
+        .where(
+            break_glass.c.user_pk == principal.user_pk,
+            break_glass.c.person_pk == person,
+            break_glass.c.expires_at > time.time(),
+        )
+        .order_by(break_glass.c.expires_at.desc())
+    ).scalar()
+    if expires is None:
+        return None
+    return BreakGlass(expires_at=float(expires), opened=_opened(conn, principal, person))
+
+
+def _opened(conn: Connection, principal: Principal, person_pk: int) -> dict[str, int]:
+    """The person's studies a break-glass opens: those of trusts sharing with the user's
+    (``rix.access.scope`` reads the same agreements)."""
+    if principal.trust is None:
+        return {}
+    return people.studies_held(conn, person_pk, trusts.partners(principal.trust.pk))
 
 
 def record_relationship(

@@ -341,26 +341,43 @@ def break_glass(
     reason: str,
     nhs_number: str = "",
     patient: str = "",
-) -> float:
-    """Declare break-glass: audited, and raised as a security alert in the log."""
+) -> grounds.BreakGlass:
+    """Declare break-glass: what it opened, audited and raised as a security alert in the
+    log. One that would open nothing is refused (``grounds.OpensNothing``): audited as a
+    refused break-glass with the reason, and no alert, since nothing was opened."""
     if principal.user_pk is None:
         raise AccessDenied("only a signed-in user can declare break-glass")
 
-    def change(conn: Connection) -> float:
+    def change(conn: Connection) -> grounds.BreakGlass:
         person = grounds.person_named(conn, nhs_number=nhs_number, patient=patient)
         return grounds.declare_break_glass(
             conn, principal, person, reason, archive.settings.break_glass_hours
         )
 
-    expires = _change(
-        archive,
-        principal,
-        "break-glass",
-        change,
-        {"reason": reason},
-        _named(archive, nhs_number, patient),
-        kind=audit.Kind.BREAK_GLASS,
-    )
+    touched = _named(archive, nhs_number, patient)
+    try:
+        declared = _change(
+            archive,
+            principal,
+            "break-glass",
+            change,
+            {"reason": reason},
+            touched,
+            kind=audit.Kind.BREAK_GLASS,
+        )
+    except grounds.OpensNothing as exc:
+        detail = {"action": "break-glass", "reason": reason, "refused": exc.reason}
+        trail.record(
+            archive.writer.submit,
+            principal,
+            audit.Kind.BREAK_GLASS,
+            audit.Outcome.REFUSED,
+            touched,
+            detail,
+        )
+        raise
     # a security alert for whoever watches the logs; the patient stays in the audit trail
-    log.warning("security alert: break-glass declared", user=principal.name)
-    return expires
+    log.warning(
+        "security alert: break-glass declared", user=principal.name, studies=declared.studies
+    )
+    return declared

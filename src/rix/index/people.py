@@ -137,3 +137,16 @@ def search(
 
 def _at_partner(found: Found, partners: frozenset[int]) -> bool:
     return found.trust_pk in partners and found.studies > 0
+
+
+def studies_held(conn: Connection, person_pk: int, at: Any) -> dict[str, int]:
+    """How many studies of the person each trust among ``at`` (a subquery of trust pks)
+    holds, by trust code: what a break-glass of the person opens (``rix.access.grounds``)."""
+    rows = conn.execute(
+        select(trusts.c.code, func.count(studies.c.id))
+        .select_from(studies.join(trusts, trusts.c.id == studies.c.trust_pk))
+        .where(studies.c.person_pk == person_pk, studies.c.trust_pk.in_(at))
+        .group_by(trusts.c.code)
+        .order_by(trusts.c.code)
+    )
+    return {str(code): int(count) for code, count in rows}

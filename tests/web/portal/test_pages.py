@@ -79,6 +79,17 @@ def test_a_form_without_the_sessions_token_is_refused_and_changes_nothing(
     assert "another site" in refused.text
 
 
+def test_a_break_glass_that_would_open_nothing_is_refused_with_the_reason(
+    http: httpx.Client,
+) -> None:
+    """Nobody holds images of this person: the dialog's answer is the API's, 403 and why."""
+    token = csrf_of(http.get("/search").text)
+    form = {"reason": "unconscious in ED, prior imaging", "nhs_number": "4010232218"}
+    refused = http.post("/break-glass", data={**form, "csrf": token})
+    assert refused.status_code == 403
+    assert "break-glass would open nothing" in refused.text
+
+
 def test_sign_out_needs_the_token_and_then_ends_the_session(http: httpx.Client) -> None:
     assert http.post("/logout").status_code == 403
     assert http.get("/search").status_code == 200  # still signed in

@@ -105,6 +105,7 @@ def test_break_glass_opens_the_partner_trusts_study_with_a_reason_on_record(
     dialog.get_by_role("button", name="Open records").click()
     expect(page.locator("table.timeline tbody tr")).to_have_count(2)
     expect(page.locator(".held")).to_have_count(0)
+    expect(page.get_by_role("status")).to_contain_text("it opened 1 study (1 at PART)")
     admin = {"Authorization": f"Bearer {region.admin_token}"}
     with httpx.Client(base_url=portal.origin, headers=admin) as api:
         events = api.get("/api/audit", params={"user": USERNAME, "limit": 500}).json()

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
 from rix import audit
-from rix.access import ADMIN_ROLES, Principal, checks, trail
+from rix.access import ADMIN_ROLES, Principal, checks, grounds, trail
 from rix.admin import region as admin
 from rix.archive import Archive
 from rix.auth import users
@@ -77,7 +77,16 @@ class RelationshipIn(PatientNamed):
 
 
 class BreakGlassIn(PatientNamed):
-    reason: Text
+    # empty, blank or too short to review is a malformed request (422), as any field
+    reason: Annotated[
+        str,
+        StringConstraints(
+            pattern=PRINTABLE,
+            strip_whitespace=True,
+            min_length=grounds.REASON_MIN,
+            max_length=1024,
+        ),
+    ]
 
 
 class LinkIn(BaseModel):
@@ -313,15 +322,21 @@ def add_relationship(request: Request, body: RelationshipIn) -> dict[str, str]:
 
 
 @router.post("/break-glass", status_code=201, summary="Declare break-glass for a patient")
-def break_glass(request: Request, body: BreakGlassIn) -> dict[str, float]:
-    """Opens the patient's records at partner trusts for ``break_glass_hours``, with the
-    reason in the audit trail and a security alert raised."""
+def break_glass(request: Request, body: BreakGlassIn) -> dict[str, Any]:
+    """Opens the patient's studies at trusts sharing with yours for ``break_glass_hours``,
+    with the reason in the audit trail and a security alert raised; answers what it
+    opened. 403 with the reason when it would open nothing (no trust with a sharing
+    agreement with yours holds the patient's images): audited as refused, no alert."""
     archive, principal = _me(request)
     body.check()
-    expires = admin.break_glass(
+    declared = admin.break_glass(
         archive, principal, reason=body.reason, nhs_number=body.nhs_number, patient=body.patient
     )
-    return {"expires_at": expires}
+    return {
+        "expires_at": declared.expires_at,
+        "studies": declared.studies,
+        "opened": [{"trust": t, "studies": n} for t, n in declared.opened.items()],
+    }
 
 
 @router.get("/timeline", summary="Every study of one person across trusts, as you may see")

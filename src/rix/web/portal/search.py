@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rix import access, audit
-from rix.access import Principal, trail
+from rix.access import Principal, grounds, trail
 from rix.admin import region
 from rix.dataset import nhs
 from rix.errors import Conflict
@@ -144,6 +144,7 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
     who = found.records[0] if found.records else None
     with archive.engine.connect() as conn:  # the reports signed here (rix.workflow)
         reported = report_versions.statuses_of(conn, [s["study_uid"] for s in found.studies])
+        glass = grounds.break_glass_in_force(conn, me, nhs_number=nhs_number, patient=patient)
     return pages.render(
         request,
         "timeline.html",
@@ -155,14 +156,17 @@ def timeline_page(request: Request, me: User, nhs_number: str = "", patient: str
             "may_break_glass": bool(me.roles & access.BREAK_GLASS_ROLES),
             "break_glass_hours": archive.settings.break_glass_hours,
             "reported": reported,
+            "glass": glass,  # the user's break-glass of this patient, and what it opened
         },
     )
 
 
 @router.post("/break-glass")
 async def break_glass(request: Request, me: User) -> Response:
-    """Opens the person's records at partner trusts for ``break_glass_hours``; the reason
-    goes to the audit trail and a security alert is raised (``rix.region.admin``)."""
+    """Opens the person's studies at partner trusts for ``break_glass_hours``; the reason
+    goes to the audit trail and a security alert is raised (``rix.admin.region``). The
+    timeline it returns to says what it opened; one that would open nothing is refused
+    with the reason (403, the API's answer)."""
     form = await pages.form_of(request)
     reason = form.get("reason", "").strip()
     nhs_number = form.get("nhs_number", "")
