@@ -96,6 +96,11 @@ def test_flags_override_environment_which_overrides_toml(tmp_path: Path) -> None
         {"duplicate_policy": "overwrite"},
         {"turnaround_targets": "urgent=1h"},
         {"report_destinations": "NGH=host"},
+        {"turnaround_webhook": "https://hooks.example/rix"},  # its links need public_url
+        {"turnaround_email": "desk@example.org", "smtp_host": "127.0.0.1"},
+        {"alert_webhook": "https://hooks.example/rix"},  # gets turnaround alerts too
+        {"public_url": "rix.region.example"},  # not absolute
+        {"display_timezone": "Europe/Atlantis"},
     ],
 )
 def test_invalid_settings_are_refused_at_start(bad: dict[str, object]) -> None:

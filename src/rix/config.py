@@ -359,14 +359,12 @@ class Settings:
         return self.data / "objects"
 
     @property
-    def viewer_folder(self) -> Path:
-        """``viewer_dir``, or where ``rix viewer install`` puts the viewer by default."""
+    def viewer_folder(self) -> Path:  # empty viewer_dir: where `rix viewer install` puts it
         return self.viewer_dir if self.viewer_dir != Path() else self.data / "viewer"
 
     @property
     def portal_assets_folder(self) -> Path:
-        found = self.portal_assets_dir
-        return found if found != Path() else self.data / "assets"
+        return self.portal_assets_dir if self.portal_assets_dir != Path() else self.data / "assets"
 
     @property
     def http_host(self) -> str:
@@ -573,9 +571,7 @@ def _validate_turnaround(settings: Settings) -> None:
 
 
 def _validate_alert_links(settings: Settings) -> None:
-    """Turnaround alerts link to the dashboard; their worker has no request to take an
-    address from, and ``/turnaround?...`` means nothing in a mailbox. ``alert_webhook``
-    gets them when ``turnaround_webhook`` is empty."""
+    """Alerts link to the dashboard; a relative ``/turnaround?...`` means nothing in a mailbox."""
     named = ("turnaround_webhook", "turnaround_email", "alert_webhook")
     destinations = [name for name in named if getattr(settings, name)]
     if destinations and not settings.public_url:

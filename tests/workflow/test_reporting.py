@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydicom import Dataset, dcmread
@@ -166,9 +168,14 @@ def test_two_radiologists_claiming_at_once_one_wins(archive: Archive, found: Stu
 def test_a_claim_held_by_another_is_refused_naming_the_holder(
     archive: Archive, found: Studies
 ) -> None:
-    report_claims.claim(archive, principal(archive, "a.rad"), found.a_head)
-    with pytest.raises(Conflict, match=r"being reported by a\.rad "):
+    held = report_claims.claim(archive, principal(archive, "a.rad"), found.a_head)
+    with pytest.raises(Conflict, match=r"being reported by a\.rad ") as refused:
         report_claims.claim(archive, principal(archive, "b.rad"), found.a_head)
+    # the day and the zone, for people (display_timezone) and for programs (ISO 8601, UTC)
+    until = datetime.fromtimestamp(round(held.expires_at), UTC)
+    london = until.astimezone(ZoneInfo("Europe/London"))
+    assert until.strftime("%Y-%m-%dT%H:%M:%SZ") in refused.value.reason
+    assert f"{london.day} {london:%b %Y %H:%M} {london.tzname()}" in refused.value.reason
     with pytest.raises(Conflict, match=r"being reported by a\.rad "):
         report_claims.release(archive, principal(archive, "a.rad2"), found.a_head)
 

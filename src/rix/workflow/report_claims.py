@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from rix import audit
+from rix import audit, times
 from rix.access import EVERYTHING, Principal, radiology, trail
 from rix.archive import Archive
 from rix.errors import AccessDenied, Conflict, NotFound
@@ -78,12 +79,15 @@ def _holder(conn: Connection, study_uid: str, now: float) -> Claim | None:
     )
 
 
-def _held_by_other(claim: Claim) -> Conflict:
-    until = time.strftime("%H:%M", time.localtime(claim.expires_at))
+def _held_by_other(claim: Claim, zone: tzinfo) -> Conflict:
+    """Names the holder and when the claim lapses: the date and zone as people read them
+    (``display_timezone``) and ISO 8601, so a bare "21:42" never leaves a reader (a person
+    in another zone, a script) guessing the day or the zone."""
+    until = f"{times.shown(claim.expires_at, zone)}, {times.iso(claim.expires_at)}"
     return Conflict(f"this study is being reported by {claim.username} (claimed until {until})")
 
 
-def hold(conn: Connection, principal: Principal, study_uid: str) -> Claim:
+def hold(conn: Connection, principal: Principal, study_uid: str, zone: tzinfo) -> Claim:
     """Claim the study for ``principal``, or renew their claim, in the caller's write
     transaction; ``Conflict`` naming the holder when another radiologist has it."""
     assert principal.user_pk is not None
@@ -120,7 +124,7 @@ def hold(conn: Connection, principal: Principal, study_uid: str) -> Claim:
     except IntegrityError:
         holder = _holder(conn, study_uid, now)
         raise (
-            _held_by_other(holder)
+            _held_by_other(holder, zone)
             if holder is not None
             else Conflict("the study was claimed at this very moment; try again")
         ) from None
@@ -133,7 +137,7 @@ def claim(archive: Archive, principal: Principal, study_uid: str) -> Claim:
     with begin_write(archive.engine) as conn:
         reportable(archive, conn, principal, study_uid)
         who = touched(conn, study_uid)
-        held = hold(conn, principal, study_uid)
+        held = hold(conn, principal, study_uid, archive.settings.display_timezone)
         detail = {"action": "report claim", "expires_at": round(held.expires_at)}
         trail.record_in(conn, principal, audit.Kind.ADMIN, audit.Outcome.SUCCESS, who, detail)
     return held
@@ -148,7 +152,7 @@ def release(archive: Archive, principal: Principal, study_uid: str) -> bool:
         if not release_in(conn, principal, study_uid):
             holder = claim_of(conn, study_uid)
             if holder is not None:
-                raise _held_by_other(holder)
+                raise _held_by_other(holder, archive.settings.display_timezone)
             return False
         detail = {"action": "report release"}
         trail.record_in(conn, principal, audit.Kind.ADMIN, audit.Outcome.SUCCESS, who, detail)

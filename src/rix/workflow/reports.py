@@ -156,7 +156,7 @@ def save(
         template = CONTROL.sub("", template)[:64]
         pk = _write(conn, principal, study_uid, action=version, text=text, template=template)
         if version is Version.DRAFT:
-            report_claims.hold(conn, principal, study_uid)
+            report_claims.hold(conn, principal, study_uid, archive.settings.display_timezone)
         else:
             report_claims.release_in(conn, principal, study_uid)
             trust_pk, code = _study_trust(conn, study_uid)

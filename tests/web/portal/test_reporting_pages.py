@@ -116,7 +116,18 @@ def test_a_claim_held_by_another_is_refused_naming_the_holder(
     uid = found[0]["study_uid"]
     sign_in(page, portal, f"/reports/{uid}", user=RADIOLOGIST)
     expect(page.get_by_role("note")).to_contain_text("Being reported by tester")
+    # until when, with the day and the zone (display_timezone): "until 7 Dec 2026 21:42 GMT."
+    expect(page.get_by_role("note")).to_contain_text(
+        re.compile(r"until \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d (GMT|BST)\.")
+    )
     expect(page.get_by_role("button", name="Claim to report")).to_have_count(0)
+    token = portal.server.create_token(RADIOLOGIST)
+    with httpx.Client(base_url=portal.origin, timeout=60) as api:
+        refused = api.post(
+            f"/api/worklist/{uid}/claim", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert refused.status_code == 409, refused.text
+    assert re.search(r"claimed until .*\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", refused.text)
     with httpx.Client(base_url=portal.origin, headers=portal.server.auth, timeout=60) as api:
         assert api.delete(f"/api/worklist/{uid}/claim").json()["released"] is True
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
+from rix import times
 from rix.access import Principal, checks
 from rix.auth.users import Role
 from rix.errors import RixError, Unauthenticated
@@ -107,6 +110,7 @@ def render(
         may_administer=principal is not None and checks.may_administer(principal),
         sees_images=principal is not None and principal.sees_images,
         htmx=request.app.state.archive.settings.portal_assets_folder.joinpath(HTMX).is_file(),
+        zone=request.app.state.archive.settings.display_timezone,
         path=request.url.path,
     )
     return HTMLResponse(page, status_code=status, headers=dict(headers))
@@ -140,11 +144,15 @@ def date_text(value: str) -> str:
         return value
 
 
-def when(moment: float | None) -> str:
-    """A time as people read it here: 7 Mar 2026 14:05 (the server's local time)."""
-    if moment is None:
-        return ""
-    return time.strftime("%-d %b %Y %H:%M", time.localtime(moment))
+def when(moment: float | None, zone: tzinfo) -> str:
+    """A time as people here read it, its zone named: 7 Mar 2026 14:05 GMT."""
+    return "" if moment is None else times.shown(moment, zone)
+
+
+@pass_context
+def when_here(context: Context, moment: float | None) -> str:
+    """``when`` in ``display_timezone``, which ``render`` gives every page as ``zone``."""
+    return when(moment, context["zone"])
 
 
 def person_name(value: str) -> str:
@@ -176,7 +184,7 @@ ENVIRONMENT.filters["date"] = date_text
 ENVIRONMENT.filters["values"] = values
 ENVIRONMENT.filters["person"] = person_name
 ENVIRONMENT.filters["sex"] = sex_text
-ENVIRONMENT.filters["when"] = when
+ENVIRONMENT.filters["when"] = when_here
 ENVIRONMENT.globals["roles"] = Role
 ENVIRONMENT.globals["quote"] = url_part
 

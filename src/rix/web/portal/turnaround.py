@@ -100,7 +100,7 @@ async def turnaround_page(
             "label_room": charts.LABEL_ROOM,
             "targets": [(p, hours(s)) for p, s in found.targets.items()],
             "hours": hours,
-            "updated": pages.when(found.now),
+            "updated": pages.when(found.now, archive.settings.display_timezone),
             "query": f"trust={trust.upper()}&modality={modality.upper()}&days={days}",
             **_trend_charts(found),
         },
