@@ -350,6 +350,121 @@ def test_cget_is_one_retrieve_event(trail: Trail) -> None:
     assert event["detail"] == {"destination": WORKSTATION, "instances": 2}
 
 
+# --- "who accessed this patient's images": every door names the person ---
+
+PERSON = "9434765986"  # one person, a record at TEST and one at OTHER (no agreement)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Person:
+    at_test: str  # the study of TEST/AUDIT-P
+    at_other: str  # the study of OTHER/AUDIT-PO
+
+
+def with_nhs_number(datasets: list[Dataset], nhs_number: str) -> list[Dataset]:
+    for ds in datasets:
+        item = Dataset()
+        item.PatientID, item.IssuerOfPatientID = nhs_number, "NHS"
+        ds.OtherPatientIDsSequence = [item]
+    return datasets
+
+
+@pytest.fixture(scope="module")
+def person(trail: Trail) -> Person:
+    at_test = with_nhs_number(images("AUDIT-P", 1), PERSON)
+    at_other = with_nhs_number(images("AUDIT-PO", 1), PERSON)
+    trail.stow(at_test)
+    answer = dicomweb.stow(trail.outsider_dicomweb, [dicomweb.part10(ds) for ds in at_other])
+    assert answer.status_code == 200, answer.text
+    return Person(at_test=at_test[0].StudyInstanceUID, at_other=at_other[0].StudyInstanceUID)
+
+
+def by_nhs_number(trail: Trail, mark: int, at_least: int) -> list[tuple[str, str, str, str]]:
+    """(kind, outcome, actor, study) of the events after ``mark`` that a search by the
+    person's NHS number finds, oldest first; waits for ``at_least`` (queries are audited in
+    the next group commit)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [
+            (e["kind"], e["outcome"], e["actor"], e["study_uid"])
+            for e in reversed(trail.search(nhs_number=PERSON))
+            if e["id"] > mark and e["actor"] != AUDITOR
+        ]
+        if len(found) >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_a_qido_search_is_found_by_the_patients_nhs_number(trail: Trail, person: Person) -> None:
+    mark = trail.newest()
+    answer = trail.tester_dicomweb.get("/studies", params={"PatientID": "AUDIT-P"})
+    assert answer.status_code == 200
+    assert by_nhs_number(trail, mark, 1) == [("query", "success", "tester", person.at_test)]
+
+
+def test_a_cfind_is_found_by_the_patients_nhs_number(trail: Trail, person: Person) -> None:
+    mark = trail.newest()
+    query = scu.query("STUDY", PatientID="AUDIT-P", StudyInstanceUID="")
+    assert len(scu.find(trail.server.dicom_port, query).matches) == 1
+    assert by_nhs_number(trail, mark, 1) == [("query", "success", WORKSTATION, person.at_test)]
+
+
+def test_a_query_naming_two_patients_is_an_event_for_each(trail: Trail, person: Person) -> None:
+    stored = with_nhs_number(images("AUDIT-Q", 1), "9434765994")
+    trail.stow(stored)
+    mark = trail.newest()
+    both = f"{person.at_test}\\{stored[0].StudyInstanceUID}"  # a list of UIDs (PS3.4 C.2.2.2.2)
+    query = scu.query("STUDY", StudyInstanceUID=both, PatientID="")
+    assert len(scu.find(trail.server.dicom_port, query).matches) == 2
+    assert by_nhs_number(trail, mark, 1) == [("query", "success", WORKSTATION, person.at_test)]
+    other = [e for e in trail.search(nhs_number="9434765994") if e["id"] > mark]
+    assert [(e["kind"], e["patient"], e["detail"]["patients"]) for e in other] == [
+        ("query", "TEST/AUDIT-Q", 2)
+    ]
+
+
+def test_wado_reads_allowed_and_refused_are_found_by_the_patients_nhs_number(
+    trail: Trail, person: Person
+) -> None:
+    mark = trail.newest()
+    dicom = {"Accept": 'multipart/related; type="application/dicom"'}
+    assert trail.tester_dicomweb.get(f"/studies/{person.at_test}", headers=dicom).is_success
+    assert trail.tester_dicomweb.get(f"/studies/{person.at_other}").status_code == 403
+    uri = {
+        "requestType": "WADO",
+        "studyUID": person.at_other,
+        "seriesUID": "1.2",
+        "objectUID": "1.2",
+    }
+    assert trail.tester.get("/wado", params=uri).status_code == 403
+    assert by_nhs_number(trail, mark, 3) == [
+        ("retrieve", "success", "tester", person.at_test),
+        ("retrieve", "refused", "tester", person.at_other),
+        ("retrieve", "refused", "tester", person.at_other),
+    ]
+
+
+@pytest.mark.parametrize("service", ["C-MOVE", "C-GET"])
+def test_dimse_retrieves_allowed_and_refused_are_found_by_the_patients_nhs_number(
+    trail: Trail, person: Person, service: str
+) -> None:
+    mark = trail.newest()
+    statuses = []
+    for study_uid in (person.at_test, person.at_other):
+        query = scu.query("STUDY", StudyInstanceUID=study_uid)
+        if service == "C-MOVE":
+            result = scu.move(trail.server.dicom_port, query, "CAPTURE")
+        else:
+            storage = [(CT_IMAGE_STORAGE, ExplicitVRLittleEndian)]
+            result = scu.get(trail.server.dicom_port, query, storage)
+        statuses.append(result.status)
+    assert statuses == [0x0000, 0x0124]
+    assert by_nhs_number(trail, mark, 2) == [
+        ("retrieve", "success", WORKSTATION, person.at_test),
+        ("retrieve", "refused", WORKSTATION, person.at_other),
+    ]
+
+
 # --- signing in, break-glass, administration ---
 
 

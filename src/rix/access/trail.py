@@ -1,5 +1,10 @@
 """The audit trail of access: every access to patient data recorded once, here, with the
-principal that made it (DESIGN.md, "Access"); ``rix.audit`` stores and exports the events."""
+principal that made it (DESIGN.md, "Access"); ``rix.audit`` stores and exports the events.
+
+Every event that touches a patient names the record and, where the index knows it, the
+NHS number, so "who accessed this patient's images" (``rix audit search --nhs-number``) is
+one indexed look-up that finds queries and refusals from every door: a query or a refused
+retrieve is an event per patient its answer named (``record_query``, ``record_refused``)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy import Connection
 
 from rix import audit
 from rix.access import Principal
+from rix.index import queries
 from rix.index.attributes import Level
 from rix.index.queries import Match
 
@@ -147,16 +153,87 @@ def record_query(
     matches: Sequence[Match],
     rows: Sequence[dict[str, Any]],
 ) -> None:
-    """One query event: the keys asked (the DICOM "Query" audit message carries the query
-    itself) and, when the answer names one study or one patient, who it was about."""
+    """Query events: the keys asked (the DICOM "Query" audit message carries the query
+    itself), one event per patient the answer named, with the study when it named one of
+    theirs; an answer naming nobody is one event about nobody."""
     keys = {m.attribute.keyword: m.value for m in matches if not m.is_universal}
-    studies_found = {r.get("StudyInstanceUID", "") for r in rows} - {""}
-    patients_found = {(r.get("IssuerOfPatientID", ""), r.get("PatientID", "")) for r in rows}
-    touched = Touched()
-    if len(studies_found) == 1:
-        touched = Touched(study_uid=next(iter(studies_found)))
-    if len(patients_found) == 1:
-        issuer, patient_id = next(iter(patients_found))
-        touched = Touched(study_uid=touched.study_uid, patient=f"{issuer}/{patient_id}")
-    detail = {"level": level.value, "keys": keys, "matches": len(rows)}
-    record(submit, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail)
+    detail: dict[str, Any] = {"level": level.value, "keys": keys, "matches": len(rows)}
+    studies_of: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        if row.get("PatientID") is None:
+            continue
+        who = (row.get("IssuerOfPatientID") or "", row["PatientID"])
+        studies_of.setdefault(who, set()).add(row.get("StudyInstanceUID") or "")
+    if len(studies_of) > 1:
+        detail["patients"] = len(studies_of)
+    about: dict[tuple[str, ...], str] = {who: _one(uids) for who, uids in studies_of.items()}
+    if not about:
+        uids = {r.get("StudyInstanceUID") or "" for r in rows}
+        record(
+            submit,
+            principal,
+            audit.Kind.QUERY,
+            audit.Outcome.SUCCESS,
+            Touched(study_uid=_one(uids)),
+            detail,
+        )
+        return
+    submit(
+        lambda conn: _record_about(
+            conn, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, about, detail
+        )
+    )
+
+
+def record_refused(
+    submit: Submit,
+    principal: Principal,
+    kind: audit.Kind,
+    hidden: Sequence[dict[str, Any]],
+    detail: dict[str, Any],
+) -> None:
+    """A refused read of what ``hidden`` (query answer rows the principal may not see)
+    names: one event per study, or per patient for rows without one, each with the NHS
+    number of the record, as a refused HTTP read names it (``rix.web.auth``)."""
+    about: dict[tuple[str, ...], str] = {
+        (row.get("IssuerOfPatientID") or "", row.get("PatientID") or "", study_uid): study_uid
+        for row in hidden
+        for study_uid in [row.get("StudyInstanceUID") or ""]
+    }
+    refused = audit.Outcome.REFUSED
+    submit(lambda conn: _record_about(conn, principal, kind, refused, about, detail))
+
+
+def _one(uids: set[str]) -> str:
+    found = uids - {""}
+    return next(iter(found)) if len(found) == 1 else ""
+
+
+def _record_about(
+    conn: Connection,
+    principal: Principal,
+    kind: audit.Kind,
+    outcome: audit.Outcome,
+    about: dict[tuple[str, ...], str],
+    detail: dict[str, Any],
+) -> None:
+    """One event per key of ``about`` (issuer, patient ID, ...) → study UID, the records
+    and their NHS numbers looked up in the writer's transaction, all appended at once."""
+    refs = queries.patients_by_ref(conn, {(key[0], key[1]) for key in about})
+    entries = []
+    for (issuer, patient_id, *_), study_uid in about.items():
+        ref = refs.get((issuer, patient_id))
+        entries.append(
+            audit.Entry(
+                kind=kind.value,
+                outcome=outcome.value,
+                actor=principal.name,
+                source=principal.source,
+                study_uid=study_uid,
+                detail=detail,
+                trust=principal.trust_code,
+                patient=f"{issuer}/{patient_id}",
+                nhs_number="" if ref is None else ref.nhs_number,
+            )
+        )
+    audit.record_many(conn, entries)

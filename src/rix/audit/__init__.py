@@ -81,6 +81,45 @@ def record(
     ``actor`` is a user name or an AE title, ``source`` where the request came from (an
     address), ``trust`` the actor's trust; ``patient`` is ``issuer/patient ID``.
     """
+    record_many(
+        conn,
+        [
+            Entry(
+                kind=kind,
+                outcome=outcome,
+                actor=actor,
+                source=source,
+                study_uid=study_uid,
+                detail=detail,
+                trust=trust,
+                patient=patient,
+                nhs_number=nhs_number,
+            )
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One event to append (``record``'s arguments)."""
+
+    kind: str
+    outcome: str
+    actor: str = ""
+    source: str = ""
+    study_uid: str = ""
+    detail: dict[str, Any] | None = None
+    trust: str = ""
+    patient: str = ""
+    nhs_number: str = ""
+
+
+def record_many(conn: Connection, entries: list[Entry]) -> None:
+    """Append ``entries`` in order, chained, with one look-up of the chain's end and one
+    INSERT: a query touching many patients is an event per patient, each findable by its
+    NHS number (``search``), without a round trip per event."""
+    if not entries:
+        return
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(7268431)"))  # one chain, one writer
     prev = (
@@ -90,25 +129,29 @@ def record(
         or GENESIS
     )
     at = time.time()
-    body = json.dumps(detail or {}, sort_keys=True)
-    conn.execute(
-        insert(audit_events).values(
-            at=at,
-            kind=kind,
-            outcome=outcome,
-            actor=actor,
-            source=source,
-            study_uid=study_uid,
-            detail=body,
-            trust=trust,
-            patient=patient,
-            nhs_number=nhs_number,
-            prev_hash=prev,
-            hash=_digest(
-                prev, at, kind, outcome, actor, source, study_uid, body, trust, patient, nhs_number
-            ),
+    rows = []
+    for e in entries:
+        body = json.dumps(e.detail or {}, sort_keys=True)
+        region = (e.trust, e.patient, e.nhs_number)
+        digest = _digest(prev, at, e.kind, e.outcome, e.actor, e.source, e.study_uid, body, *region)
+        rows.append(
+            {
+                "at": at,
+                "kind": e.kind,
+                "outcome": e.outcome,
+                "actor": e.actor,
+                "source": e.source,
+                "study_uid": e.study_uid,
+                "detail": body,
+                "trust": e.trust,
+                "patient": e.patient,
+                "nhs_number": e.nhs_number,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
-    )
+        prev = digest
+    conn.execute(insert(audit_events), rows)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

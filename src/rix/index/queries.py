@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.sql.expression import ColumnClause
 
@@ -307,6 +308,20 @@ def patients_by_pk(conn: Connection, pks: Iterable[int]) -> dict[int, PatientRef
         return {}
     rows = conn.execute(select(*_PATIENT_REF).where(patients.c.id.in_(wanted)))
     return {r.id: _patient_ref(r) for r in rows}
+
+
+def patients_by_ref(
+    conn: Connection, refs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], PatientRef]:
+    """The records that query answers name by (issuer, patient ID): who a query or a
+    refused retrieve touched, for the audit trail. A few hundred pairs per statement."""
+    wanted = sorted(set(refs))
+    out: dict[tuple[str, str], PatientRef] = {}
+    for start in range(0, len(wanted), 400):
+        pairs = tuple_(patients.c.issuer, patients.c.patient_id).in_(wanted[start : start + 400])
+        for row in conn.execute(select(*_PATIENT_REF).where(pairs)):
+            out[(row.issuer, row.patient_id)] = _patient_ref(row)
+    return out
 
 
 def records_of_person(conn: Connection, person_pk: int) -> list[PatientRef]:

@@ -173,6 +173,27 @@ def test_a_recipient_sees_the_shared_studies_and_no_other(
         assert web.get(f"/share/studies/{shared}/download").status_code == 403  # not allowed
 
 
+def test_what_a_recipient_reads_is_found_by_the_patients_nhs_number(
+    api: httpx.Client, region: Region, portal: Portal
+) -> None:
+    share = create(api, region, studies=[region.rita_test_study], pin=True)
+    shared, other = region.rita_test_study, region.rita_part_study
+    with open_link(portal, share, share["pin_code"]) as web:
+        assert web.get("/share").status_code == 200  # the list names the patient
+        assert web.get(f"/dicomweb/studies/{shared}/metadata").status_code == 200
+        assert web.get(f"/dicomweb/studies/{other}/metadata").status_code == 403
+    admin = {"Authorization": f"Bearer {region.admin_token}"}
+    params = {"nhs_number": region.rita_nhs, "user": f"share:{share['id']}"}
+    with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as auditor:
+        found = auditor.get("/api/audit", params=params)
+    assert found.status_code == 200, found.text
+    assert {(e["kind"], e["outcome"], e["study_uid"]) for e in found.json()} == {
+        ("query", "success", shared),
+        ("view", "success", shared),
+        ("view", "refused", other),
+    }
+
+
 def test_download_when_the_sender_allows_it(
     api: httpx.Client, region: Region, portal: Portal
 ) -> None:

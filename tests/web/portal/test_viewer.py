@@ -24,7 +24,7 @@ from rix.cli.viewer import HTMX, OHIF, Package
 from rix.web import viewer
 from tests.peers import browser, dicomweb
 from tests.peers.server import RixServer
-from tests.web.portal.conftest import PASSWORD, USERNAME, Portal, phantom
+from tests.web.portal.conftest import PASSWORD, USERNAME, Portal, Region, phantom
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,24 @@ def test_signed_in_user_sees_the_study_drawn_with_no_request_leaving_the_machine
     assert any("/dicomweb/" in url and "/frames/" in url for url in watch.requests)
     assert watch.errors == []
     assert watch.failed == []
+
+
+def test_what_the_viewer_reads_is_found_by_the_patients_nhs_number(
+    signed_in: BrowserContext, portal: Portal, region: Region
+) -> None:
+    admin = {"Authorization": f"Bearer {region.admin_token}"}
+    params = {"nhs_number": region.rita_nhs, "user": USERNAME}
+    with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as auditor:
+        mark = max([e["id"] for e in auditor.get("/api/audit", params=params).json()] or [0])
+        page = signed_in.new_page()
+        page.goto(f"{portal.origin}/viewer/viewer?StudyInstanceUIDs={region.rita_test_study}")
+        browser.wait_for_image(page)
+        found = auditor.get("/api/audit", params=params).json()
+    # OHIF's queries (the study browser's, by the regional mount) name her, and its
+    # metadata and frames are her study's view (one per user and study in five minutes)
+    assert any(e["kind"] == "query" and e["id"] > mark for e in found)
+    views = {e["study_uid"] for e in found if (e["kind"], e["outcome"]) == ("view", "success")}
+    assert region.rita_test_study in views
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rix import access
-from rix.access import share_rules
+from rix.access import share_rules, trail
 from rix.errors import AccessDenied, RixError
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
@@ -138,10 +138,15 @@ def landing(request: Request, sent: str = "") -> Response:
     principal = caller(request)
     scope = access.scope(principal)
     rows: list[dict[str, Any]] = []
-    with archive_of(request).engine.connect() as conn:
+    archive = archive_of(request)
+    with archive.engine.connect() as conn:
         for uid in found.share.study_uids:
             match = queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=uid)
             rows.extend(queries.find(conn, Level.STUDY, [match], scope=scope))
+    # the list names the patient: audited as the query it is, findable by NHS number
+    asked = "\\".join(found.share.study_uids)
+    keys = [queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=asked)]
+    trail.record_query(archive.writer.post, principal, Level.STUDY, keys, rows)
     rows.sort(key=lambda r: r.get("StudyDate") or "", reverse=True)
     context = {
         "share": found.share,
