@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -125,3 +127,136 @@ def test_openapi_document_lists_every_dicomweb_route(origin: str, rix_server: Ri
         "/wado",
     ):
         assert path in paths
+
+
+# --- the JSON API as a contract (issue 24, item 9) ---------------------------------------
+
+JSON = "application/json"
+# what an /api route may answer instead of JSON: the turnaround export and the rules
+OTHER_MEDIA = {"text/csv", "application/toml"}
+
+
+def api_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation under /api: (method, path, operation), from the route table."""
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        if path.startswith("/api/")
+        for method, operation in item.items()
+    ]
+
+
+def success_content(operation: dict[str, Any]) -> dict[str, Any]:
+    """The media types of an operation's success answer, and their schemas."""
+    status = next(s for s in operation["responses"] if s.startswith("2"))
+    content: dict[str, Any] = operation["responses"][status].get("content", {})
+    return content
+
+
+def success_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of an operation's success answer (None: not JSON)."""
+    content = success_content(operation)
+    return content[JSON]["schema"] if JSON in content else None
+
+
+def declared(schema: dict[str, Any]) -> bool:
+    """A named model, or a list of one: not the free-form object of ``dict[str, Any]``."""
+    if schema.get("type") == "array":
+        return declared(schema.get("items", {}))
+    return "$ref" in schema or any(declared(s) for s in schema.get("anyOf", ()))
+
+
+@pytest.fixture(scope="module")
+def api_document(origin: str, rix_server: RixServer) -> dict[str, Any]:
+    answer = httpx.get(origin + "/openapi.json", timeout=10, headers=rix_server.auth)
+    document: dict[str, Any] = answer.json()
+    return document
+
+
+def test_every_api_route_declares_a_model_of_its_answer(api_document: dict[str, Any]) -> None:
+    undeclared = []
+    for method, path, operation in api_operations(api_document):
+        schema = success_schema(operation)
+        if schema is None and set(success_content(operation)) & OTHER_MEDIA:
+            continue
+        if schema is None or not declared(schema):
+            undeclared.append(f"{method.upper()} {path}")
+    assert undeclared == []
+
+
+@pytest.fixture(scope="module")
+def contract_client(origin: str, rix_server: RixServer) -> Iterator[httpx.Client]:
+    """One user who may call every /api GET: clinician, radiologist and region-admin."""
+    rix_server.add_user("api.contract", "clinician,radiologist,region-admin", trust="TEST")
+    token = rix_server.create_token("api.contract")
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=origin, headers=auth, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def path_values(contract_client: httpx.Client, study: StoredStudy) -> dict[str, str]:
+    """A value for every path parameter of an /api GET, made through the API itself."""
+    api = contract_client
+    upload = api.post("/api/imports", json={"files": [{"name": "a.dcm", "size": 1}]})
+    order = api.post(
+        "/api/orders",
+        json={"trust": "TEST", "patient": {"patient_id": "CONTRACT-1"}, "modality": "CT"},
+    )
+    share = api.post(
+        "/api/shares",
+        json={
+            "studies": [study.study_uid],
+            "recipient_name": "Dr Contract",
+            "recipient_email": "contract@example.org",
+        },
+    )
+    for answer in (upload, order, share):
+        assert answer.status_code == 201, answer.text
+    patient = order.json()["patient"]
+    prefetch = api.post("/api/prefetch", json={"trust": "TEST", "patient": patient})
+    assert prefetch.status_code == 202, prefetch.text
+    return {
+        "upload_id": upload.json()["id"],
+        "order_id": str(order.json()["id"]),
+        "share_id": str(share.json()["id"]),
+        "job_id": str(prefetch.json()["job"]),
+        "study": study.study_uid,
+        "patient": patient,
+    }
+
+
+QUERIES = {  # routes that answer only when asked about something
+    "/api/timeline": {"patient": "{patient}"},
+    "/api/turnaround": {"days": "3"},
+}
+
+
+def test_every_api_get_answers_what_the_document_declares(
+    api_document: dict[str, Any], contract_client: httpx.Client, path_values: dict[str, str]
+) -> None:
+    """Each GET under /api, called with data made by the API, answers 200 with a body that
+    validates against the schema /openapi.json declares for it; a new route is covered as
+    soon as it is in the route table (a new path parameter needs a value above)."""
+    failures = []
+    components = {"components": api_document.get("components", {})}
+    gets = [(p, op) for m, p, op in api_operations(api_document) if m == "get"]
+    assert len(gets) >= 20
+    for path, operation in gets:
+        url = path.format(**path_values)
+        query = {k: v.format(**path_values) for k, v in QUERIES.get(path, {}).items()}
+        answer = contract_client.get(url, params=query)
+        if answer.status_code != 200:
+            failures.append(f"GET {url}: {answer.status_code} {answer.text[:200]}")
+            continue
+        media = answer.headers["content-type"].split(";")[0]
+        if media != JSON:
+            if media not in success_content(operation):
+                failures.append(f"GET {url}: {media} is not declared")
+            continue
+        schema = success_schema(operation) or {"not": {}}
+        validator = jsonschema_rs.validator_for({**schema, **components})
+        errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(answer.json())]
+        if errors:
+            failures.append(f"GET {url}: {errors[:3]}")
+    assert failures == []

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from rix.access import ADMIN_ROLES, IMAGE_ROLES, REGION_ROLES, Principal, PrincipalKind
 from rix.auth.users import Role, User
 from rix.errors import AccessDenied
-from rix.region import mpi
+from rix.region import aes, mpi
 from rix.region.trusts import Trust
 
 # --- administration ---
@@ -153,16 +153,23 @@ def require_transfer(
     )
 
 
-def require_send(principal: Principal, destination_trust: str) -> None:
+def require_send(principal: Principal, destination: aes.RemoteAE) -> None:
     """Who may send a study they can see to a DICOM destination: clinical staff, to an AE
-    registered to their own trust (the trust's PACS, a workstation, a printer). Sending to
-    another trust's AE would open the images to that trust: that is a transfer
-    (``require_transfer``), with its own checks."""
+    registered to their own trust that keeps what it is sent (a PACS or a workstation,
+    ``aes.STORING``). Sending to another trust's AE would open the images to that trust:
+    that is a transfer (``require_transfer``), with its own checks. A modality is no
+    destination: it would refuse the study, or worse, keep a copy nobody looks after."""
+    if not destination.stores:
+        raise AccessDenied(
+            f"{destination.title} is a {destination.kind.value}: studies are sent to "
+            "destinations that store them (a PACS or a workstation)"
+        )
     if principal.kind is PrincipalKind.SYSTEM:
         return
     if not principal.roles & IMAGE_ROLES:
         raise AccessDenied("studies are sent by clinical staff")
-    if principal.trust is None or principal.trust_code != destination_trust:
+    trust = destination.trust.code if destination.trust is not None else ""
+    if principal.trust is None or principal.trust_code != trust:
         raise AccessDenied("studies are sent to your own trust's DICOM destinations")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,19 @@ from rix.index.schema import application_entities, trusts
 from rix.region.trusts import Trust, get_trust
 
 
+class Kind(StrEnum):
+    """What a peer is: a PACS or a workstation keeps what is sent to it; a modality (or
+    anything else) sends, queries or takes a worklist, and is no destination for a study."""
+
+    PACS = "pacs"
+    WORKSTATION = "workstation"
+    MODALITY = "modality"
+    OTHER = "other"
+
+
+STORING = frozenset({Kind.PACS, Kind.WORKSTATION})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteAE:
     title: str
@@ -26,6 +40,12 @@ class RemoteAE:
     port: int
     description: str = ""
     trust: Trust | None = None
+    kind: Kind = Kind.PACS
+
+    @property
+    def stores(self) -> bool:
+        """Whether studies may be sent to it (``STORING``)."""
+        return self.kind in STORING
 
 
 def add(conn: Connection, ae: RemoteAE, trust: str = "") -> None:
@@ -36,6 +56,7 @@ def add(conn: Connection, ae: RemoteAE, trust: str = "") -> None:
         "port": ae.port,
         "description": ae.description,
         "trust_pk": trust_pk,
+        "kind": ae.kind.value,
     }
     found = conn.execute(
         select(application_entities.c.id).where(application_entities.c.title == ae.title)
@@ -66,7 +87,12 @@ def _ae(row: Row[Any]) -> RemoteAE:
     if row.trust_pk is not None:
         trust = Trust(pk=row.trust_pk, code=row.code, name=row.name, issuer=row.issuer)
     return RemoteAE(
-        title=row.title, host=row.host, port=row.port, description=row.description, trust=trust
+        title=row.title,
+        host=row.host,
+        port=row.port,
+        description=row.description,
+        trust=trust,
+        kind=Kind(row.kind),
     )
 
 

@@ -64,9 +64,9 @@ def of_person(
 def _study(row: dict[str, Any], trust_codes: dict[int, str]) -> dict[str, Any]:
     return {
         "study_uid": row["study_uid"],
-        "date": row["study_date"],
+        "study_date": row["study_date"],
         "description": row["study_description"],
-        "accession": row["accession_number"],
+        "accession_number": row["accession_number"],
         "modalities": [m for m in row["modalities"].split("\\") if m],
         "series": row["num_series"],
         "instances": row["num_instances"],

@@ -12,7 +12,7 @@ from rix import access, audit
 from rix.access import ADMIN_ROLES, Principal, checks, trail
 from rix.archive import Archive
 from rix.auth.users import Role
-from rix.errors import NotFound
+from rix.errors import AccessDenied, NotFound
 from rix.index import queries
 from rix.index.database import begin_write
 from rix.jobs import queue
@@ -123,12 +123,13 @@ def as_dict(job: Job) -> dict[str, Any]:
 
 
 def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title: str) -> int:
-    """Queue a study the caller may see for a DICOM destination of their trust (the
-    portal's "send"); the request is audited here, each delivery by the send job."""
+    """Queue a study the caller may see for a DICOM destination of their trust that
+    stores (the portal's "send"; ``checks.require_send`` decides); the request is audited
+    here, each delivery by the send job."""
     peer = aes.get(archive.engine, ae_title)
     if peer is None:
         raise NotFound(f"no DICOM destination {ae_title!r}")
-    checks.require_send(principal, peer.trust.code if peer.trust is not None else "")
+    checks.require_send(principal, peer)
     with begin_write(archive.engine) as conn:
         patient = queries.patient_of_study(conn, study_uid, scope=access.scope(principal))
         if patient is None:
@@ -154,3 +155,16 @@ def send_study(archive: Archive, principal: Principal, study_uid: str, ae_title:
             {"requested": True, "destination": peer.title, "job": pk},
         )
     return pk
+
+
+def send_destinations(archive: Archive, principal: Principal) -> list[aes.RemoteAE]:
+    """The AEs the caller may send a study to: their own trust's that store, as
+    ``checks.require_send`` decides, so the list offers nothing the send would refuse."""
+    found = []
+    for peer in aes.all_aes(archive.engine):
+        try:
+            checks.require_send(principal, peer)
+        except AccessDenied:
+            continue
+        found.append(peer)
+    return found

@@ -1,5 +1,6 @@
 """Typed inputs shared by the API's bodies and the portal's forms, checked by pydantic
-before a route runs: a malformed value is a 422 with its reason, never a database error.
+before a route runs: a malformed value is a 422 with its reason, never a database error;
+and ``Answer``, the base of the API's answers.
 
 No control characters in any text: they are never meaningful here, and PostgreSQL refuses
 NUL outright (a 400 with a reason, not a 500).
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path as FastApiPath
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from rix.errors import Conflict
 
@@ -33,3 +34,11 @@ class PatientNamed(BaseModel):
     def check(self) -> None:
         if not (self.nhs_number or self.patient):
             raise Conflict("name the patient by nhs_number or patient (issuer/ID)")
+
+
+class Answer(BaseModel):
+    """An ``/api`` answer as ``/openapi.json`` declares it: exactly these fields. A field a
+    route adds without declaring it is a 500 in the tests, never a silent change of the
+    contract (``tests/web/test_openapi.py`` checks every route against its schema)."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -116,7 +116,7 @@ class Item:
     patient: str  # issuer/patient ID
     nhs_number: str
     description: str
-    accession: str
+    accession_number: str
     modalities: list[str]
     body_part: str
     priority: Priority
@@ -147,7 +147,7 @@ class Item:
             "patient": self.patient,
             "nhs_number": self.nhs_number,
             "description": self.description,
-            "accession": self.accession,
+            "accession_number": self.accession_number,
             "modalities": self.modalities,
             "body_part": self.body_part,
             "priority": self.priority.value,
@@ -317,7 +317,7 @@ def _item(row: Any, now: float) -> Item:
         patient=f"{row.issuer}/{row.patient_id}" if shown else "",
         nhs_number=row.nhs_number if shown else "",
         description=row.study_description,
-        accession=row.accession_number,
+        accession_number=row.accession_number,
         modalities=modalities,
         body_part=row.body_part or "",
         priority=Priority(row.priority) if row.priority in set(Priority) else Priority.OUTPATIENT,

@@ -146,20 +146,32 @@ def test_iid_names_the_request_it_cannot_answer(http: httpx.Client) -> None:
 def test_send_from_the_study_page_delivers_the_study_to_the_trusts_destination(
     http: httpx.Client, portal: Portal, region: Region, tmp_path: Path
 ) -> None:
-    """A clinician sends a study to a DICOM destination of their own trust: a durable
-    job delivers every instance, as stored, to DCMTK's storescp; a destination of another
-    trust is refused."""
+    """A clinician sends a study to a DICOM destination of their own trust that stores (a
+    PACS or a workstation): a durable job delivers every instance, as stored, to DCMTK's
+    storescp; a destination of another trust, or a modality of their own, is refused and
+    never offered."""
     admin = {"Authorization": f"Bearer {region.admin_token}"}
     with dcmtk.storescp(tmp_path / "received", ae_title="TEST_WS") as scp:
         with httpx.Client(base_url=portal.origin, headers=admin) as api:
-            for title, trust in (("TEST_WS", "TEST"), ("PART_WS", "PART")):
+            for title, trust, kind in (
+                ("TEST_WS", "TEST", "workstation"),
+                ("PART_WS", "PART", "workstation"),
+                ("TEST_CT", "TEST", "modality"),
+            ):
                 peer = {"title": title, "host": "127.0.0.1", "port": scp.port, "trust": trust}
-                assert api.post("/api/aes", json=peer).status_code == 201
+                assert api.post("/api/aes", json={**peer, "kind": kind}).status_code == 201
+            kinds = {a["title"]: a["kind"] for a in api.get("/api/aes").json()}
+            assert kinds["TEST_CT"] == "modality" and kinds["TEST_WS"] == "workstation"
         page = http.get(f"/studies/{region.gary_test_study}")
         assert '<option value="TEST_WS">' in page.text and "PART_WS" not in page.text
+        assert "TEST_CT" not in page.text
         token = csrf_of(page.text)
         form = {"csrf": token, "destination": "PART_WS"}
         assert http.post(f"/studies/{region.gary_test_study}/send", data=form).status_code == 403
+        form["destination"] = "TEST_CT"
+        refused = http.post(f"/studies/{region.gary_test_study}/send", data=form)
+        assert refused.status_code == 403
+        assert "TEST_CT is a modality" in refused.text
         form["destination"] = "TEST_WS"
         sent = http.post(f"/studies/{region.gary_test_study}/send", data=form)
         assert sent.status_code == 303

@@ -144,15 +144,31 @@ def test_viewer_without_a_session_sends_the_browser_to_sign_in_and_back(
         context.close()
 
 
-def test_study_list_lists_the_stored_study(signed_in: BrowserContext, portal: Portal) -> None:
+def test_the_viewers_way_back_leads_to_the_portal_page_that_opened_it(
+    signed_in: BrowserContext, portal: Portal
+) -> None:
+    """OHIF's header arrow leads to OHIF's own study list; rix turns that list off (the
+    arrow goes with it) and the header's logo links back to the portal page the viewer
+    was opened from (issue 24, item 10)."""
     page = signed_in.new_page()
     watch = browser.Watch().attach(page)
-    page.goto(portal.origin + "/viewer/")
-    page.get_by_text("Portal, Petra").first.wait_for(timeout=30_000)
-    page.get_by_text("CT chest (synthetic)").first.wait_for()
-    browser.screenshot(page, "viewer-study-list")
+    study_page = f"{portal.origin}/studies/{portal.study_uid}"
+    page.goto(study_page)
+    page.locator("a.open-viewer").click()
+    page.wait_for_url(f"{portal.origin}/viewer/viewer?StudyInstanceUIDs={portal.study_uid}")
+    back = page.locator("[data-cy=rix-return]")
+    back.wait_for(timeout=30_000)
+    assert back.get_attribute("href") == f"/studies/{portal.study_uid}"
+    assert page.locator("[data-cy=return-to-work-list] svg").count() == 0  # no arrow
+    back.click()
+    page.wait_for_url(study_page)
+    page.get_by_role("link", name="timeline").click()  # the study page links the timeline
+    page.wait_for_url(f"{portal.origin}/timeline?*")
+    timeline = page.url
+    page.locator(f"a.open-viewer[href$='{portal.study_uid}']").click()
+    page.locator("[data-cy=rix-return]").click(timeout=30_000)
+    page.wait_for_url(timeline)
     assert watch.errors == []
-    assert watch.hosts() == {urlsplit(portal.origin).netloc}
 
 
 def test_app_config_is_generated_for_this_origin_and_never_cached(http: httpx.Client) -> None:

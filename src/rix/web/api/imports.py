@@ -32,7 +32,7 @@ from rix.jobs import queue
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
 from rix.web.dicomweb.errors import PayloadTooLarge
-from rix.web.fields import PRINTABLE, PatientRef
+from rix.web.fields import PRINTABLE, Answer, PatientRef
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
 
@@ -52,6 +52,88 @@ class UploadIn(BaseModel):
 
 class StoreIn(BaseModel):
     reconcile: dict[OutsideKey, PatientRef] = Field(max_length=1000)
+
+
+class FileOut(Answer):
+    n: int
+    name: str
+    size: int
+    received: int
+
+
+class ProblemOut(Answer):
+    file: str
+    reason: str
+
+
+class OutsidePatientOut(Answer):
+    """A patient found on the media, with the own trust's records of the same NHS number."""
+
+    key: str  # what ``reconcile`` names in the store's body
+    patient_id: str
+    issuer: str
+    name: str
+    birth_date: str
+    sex: str
+    nhs_number: str
+    suggested: list[str]  # issuer/patient ID
+    studies: list[dict[str, Any]]
+    instances: int
+
+
+class ScanOut(Answer):
+    patients: list[OutsidePatientOut]
+    instances: int
+    refused: list[ProblemOut]
+    skipped: list[ProblemOut]
+
+
+class ImportJobOut(Answer):
+    id: int
+    state: str
+    done: int
+    total: int
+    error: str
+
+
+class ImportOut(Answer):
+    """An upload: what arrived, the scan, the choices, the store's progress and summary;
+    times are Unix seconds."""
+
+    id: str
+    state: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    size: int
+    received: int
+    files: list[FileOut]
+    scan: ScanOut | None
+    reconcile: dict[str, str]
+    job: ImportJobOut | None
+    summary: dict[str, Any] | None
+
+
+class ChunkOut(Answer):
+    file: int
+    received: int
+    size: int
+    complete: bool
+
+
+class CandidateOut(Answer):
+    patient: str  # issuer/patient ID
+    patient_id: str
+    issuer: str
+    name: str
+    birth_date: str
+    sex: str
+    nhs_number: str
+    studies: int
+
+
+class DeletedOut(Answer):
+    deleted: str
 
 
 def _context(request: Request) -> tuple[Archive, Principal, Path]:
@@ -104,7 +186,12 @@ def _status(archive: Archive, base: Path, session: uploads.Session) -> dict[str,
     }
 
 
-@router.post("", status_code=201, summary="Begin an import: declare the files to upload")
+@router.post(
+    "",
+    status_code=201,
+    summary="Begin an import: declare the files to upload",
+    response_model=ImportOut,
+)
 def create(request: Request, body: UploadIn) -> dict[str, Any]:
     """Files of a folder, a zip, or a CD's DICOMDIR and its files. The upload belongs to
     you and your trust; unfinished, it is deleted after ``import_expiry_hours``."""
@@ -123,6 +210,7 @@ def create(request: Request, body: UploadIn) -> dict[str, Any]:
 @router.put(
     "/{upload_id}/files/{number}",
     summary="Send a chunk of one file (raw bytes, application/octet-stream)",
+    response_model=ChunkOut,
 )
 async def put_chunk(
     request: Request,
@@ -162,13 +250,21 @@ async def put_chunk(
     return {"file": number, "received": have, "size": size, "complete": have == size}
 
 
-@router.get("/{upload_id}", summary="An import: bytes received per file, scan, progress")
+@router.get(
+    "/{upload_id}",
+    summary="An import: bytes received per file, scan, progress",
+    response_model=ImportOut,
+)
 def status(request: Request, upload_id: UploadId) -> dict[str, Any]:
     archive, _principal, base, session = _owned(request, upload_id)
     return _status(archive, base, session)
 
 
-@router.post("/{upload_id}/scan", summary="The outside patients and studies on the media")
+@router.post(
+    "/{upload_id}/scan",
+    summary="The outside patients and studies on the media",
+    response_model=ScanOut,
+)
 def scan(request: Request, upload_id: UploadId) -> dict[str, Any]:
     """Every file must have arrived. Nothing is stored; files that are not DICOM, broken
     zips and unsafe zip names are listed as refused with the reason."""
@@ -188,7 +284,11 @@ def scan(request: Request, upload_id: UploadId) -> dict[str, Any]:
     return public
 
 
-@router.get("/{upload_id}/candidates", summary="Your trust's patient records, to choose from")
+@router.get(
+    "/{upload_id}/candidates",
+    summary="Your trust's patient records, to choose from",
+    response_model=list[CandidateOut],
+)
 def candidates(
     request: Request,
     upload_id: UploadId,
@@ -205,7 +305,12 @@ def candidates(
     return reconcile.candidates(archive, principal, query=q, upload_id=session.id)
 
 
-@router.post("/{upload_id}/store", status_code=202, summary="Store, reconciled to your records")
+@router.post(
+    "/{upload_id}/store",
+    status_code=202,
+    summary="Store, reconciled to your records",
+    response_model=ImportOut,
+)
 def store(request: Request, upload_id: UploadId, body: StoreIn) -> dict[str, Any]:
     """``reconcile`` names, for every outside patient of the scan (by its ``key``), a
     record of your trust as ``issuer/patient ID``, or ``skip``. The instances are stored
@@ -217,7 +322,11 @@ def store(request: Request, upload_id: UploadId, body: StoreIn) -> dict[str, Any
     return _status(archive, base, session)
 
 
-@router.delete("/{upload_id}", summary="Abandon an import, or clear a finished one")
+@router.delete(
+    "/{upload_id}",
+    summary="Abandon an import, or clear a finished one",
+    response_model=DeletedOut,
+)
 def delete(request: Request, upload_id: UploadId) -> dict[str, str]:
     _archive, _principal, base, session = _owned(request, upload_id)
     if session.state is uploads.State.STORING:

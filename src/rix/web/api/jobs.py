@@ -16,7 +16,7 @@ from rix.jobs.queue import Priority, State
 from rix.routing import manage, prefetch, rules, transfer
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
-from rix.web.fields import PRINTABLE, Code, PatientNamed, RowId, Text
+from rix.web.fields import PRINTABLE, Answer, Code, PatientNamed, RowId, Text
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 PriorityName = Annotated[str, StringConstraints(pattern="^(routine|urgent|emergency)$")]
@@ -39,7 +39,48 @@ class PrefetchIn(PatientNamed):
     priority: PriorityName = "routine"
 
 
-@router.get("/jobs", summary="Jobs, newest first (administrators)")
+class JobOut(Answer):
+    """A durable job (``rix.jobs``); times are Unix seconds."""
+
+    id: int
+    kind: str
+    state: State
+    priority: int
+    label: str
+    parent: int | None
+    attempts: int
+    created_at: float
+    run_at: float
+    started_at: float | None
+    finished_at: float | None
+    done: int
+    total: int
+    last_error: str
+
+
+class DeliveriesOut(Answer):
+    done: int
+    of: int
+    instances: int
+
+
+class JobDetailOut(JobOut):
+    deliveries: DeliveriesOut
+
+
+class QueuedOut(Answer):
+    job: int
+    progress: str  # where to follow it: /api/jobs/{job}
+
+
+class RulesOut(Answer):
+    rules: list[str]
+
+
+TOML = {200: {"content": {"application/toml": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/jobs", summary="Jobs, newest first (administrators)", response_model=list[JobOut])
 def list_jobs(
     request: Request,
     state: Annotated[list[State] | None, Query()] = None,
@@ -58,22 +99,35 @@ def list_jobs(
     return [manage.as_dict(j) for j in found]
 
 
-@router.get("/jobs/{job_id}", summary="One job, with its deliveries' progress")
+@router.get(
+    "/jobs/{job_id}", summary="One job, with its deliveries' progress", response_model=JobDetailOut
+)
 def job(request: Request, job_id: RowId) -> dict[str, Any]:
     return manage.job_detail(archive_of(request), principal_of(request), job_id)
 
 
-@router.post("/jobs/{job_id}/retry", summary="Run a failed, dead or waiting job now")
+@router.post(
+    "/jobs/{job_id}/retry", summary="Run a failed, dead or waiting job now", response_model=JobOut
+)
 def retry(request: Request, job_id: RowId) -> dict[str, Any]:
     return manage.as_dict(manage.retry_job(archive_of(request), principal_of(request), job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a job and its unfinished deliveries")
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a job and its unfinished deliveries",
+    response_model=JobOut,
+)
 def cancel(request: Request, job_id: RowId) -> dict[str, Any]:
     return manage.as_dict(manage.cancel_job(archive_of(request), principal_of(request), job_id))
 
 
-@router.post("/transfers", status_code=202, summary="A patient moves: send their images")
+@router.post(
+    "/transfers",
+    status_code=202,
+    summary="A patient moves: send their images",
+    response_model=QueuedOut,
+)
 def request_transfer(request: Request, body: TransferIn) -> dict[str, Any]:
     body.check()
     pk = transfer.request(
@@ -90,7 +144,12 @@ def request_transfer(request: Request, body: TransferIn) -> dict[str, Any]:
     return {"job": pk, "progress": f"/api/jobs/{pk}"}
 
 
-@router.post("/prefetch", status_code=202, summary="Have a patient's priors ready at a trust")
+@router.post(
+    "/prefetch",
+    status_code=202,
+    summary="Have a patient's priors ready at a trust",
+    response_model=QueuedOut,
+)
 def request_prefetch(request: Request, body: PrefetchIn) -> dict[str, Any]:
     body.check()
     pk = prefetch.request(
@@ -107,13 +166,22 @@ def request_prefetch(request: Request, body: PrefetchIn) -> dict[str, Any]:
     return {"job": pk, "progress": f"/api/jobs/{pk}"}
 
 
-@router.get("/rules", summary="The routing rules in force, as TOML")
+@router.get(
+    "/rules",
+    summary="The routing rules in force, as TOML",
+    response_class=PlainTextResponse,
+    responses=TOML,  # type: ignore[arg-type]
+)
 def get_rules(request: Request) -> PlainTextResponse:
     found = manage.rules_in_force(archive_of(request), principal_of(request))
     return PlainTextResponse(rules.to_toml(found), media_type="application/toml")
 
 
-@router.put("/rules", summary="Replace the routing rules (region-admin; TOML body)")
+@router.put(
+    "/rules",
+    summary="Replace the routing rules (region-admin; TOML body)",
+    response_model=RulesOut,
+)
 async def put_rules(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > 1 << 20:

@@ -8,6 +8,7 @@ transaction that makes it.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
@@ -28,7 +29,7 @@ from rix.region import patients as records
 from rix.region.trusts import get_trust
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
-from rix.web.fields import PRINTABLE, Code, NhsNumber, PatientRef, RowId, Text
+from rix.web.fields import PRINTABLE, Answer, Code, NhsNumber, PatientRef, RowId, Text
 from rix.workflow import order_entry, order_matching, orders
 from rix.workflow.orders import Order, OrderDetails, OrderStatus
 
@@ -111,6 +112,49 @@ class MergeIn(BaseModel):
     surviving: PatientRef
 
 
+# the answer: ``Order.as_dict``, the fields of ``Order`` but its row keys, with the record
+# as ``patient`` (issuer/patient ID); times are Unix seconds
+_ROW_KEYS = {"pk", "trust_pk", "patient_pk", "person_pk", "patient_id", "issuer"}
+_HINTS = typing.get_type_hints(Order)
+_SHOWN: dict[str, Any] = {
+    f.name: (_HINTS[f.name], ...) for f in dataclasses.fields(Order) if f.name not in _ROW_KEYS
+}
+_OrderOut = create_model("OrderShown", __base__=Answer, id=(int, ...), patient=(str, ...), **_SHOWN)
+
+
+class OrderOut(_OrderOut):  # type: ignore[misc,valid-type]  # made from Order
+    """An order: ``patient`` is the record as issuer/patient ID; times are Unix seconds."""
+
+
+class UnmatchedOut(Answer):
+    """A study no order claims (``received_at``: Unix seconds)."""
+
+    study_uid: str
+    accession_number: str
+    study_date: str
+    description: str
+    modalities: list[str]
+    patient: str  # issuer/patient ID
+    patient_name: str
+    trust: str
+    received_at: float
+
+
+class RecordOut(Answer):
+    """A patient record (``link``: its state in the master patient index)."""
+
+    patient: str  # issuer/patient ID
+    name: str
+    birth_date: str
+    sex: str
+    nhs_number: str
+    link: str
+
+
+class MergedOut(RecordOut):
+    studies_moved: int
+
+
 def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
@@ -157,7 +201,12 @@ def _read(archive: Archive, principal: Principal, touched: trail.Touched, **deta
     )
 
 
-@router.post("/orders", status_code=201, summary="Place an order (the trust's clinical staff)")
+@router.post(
+    "/orders",
+    status_code=201,
+    summary="Place an order (the trust's clinical staff)",
+    response_model=OrderOut,
+)
 def create_order(request: Request, body: OrderIn) -> dict[str, Any]:
     """Makes the patient record if the trust has none, an accession number if none is
     given, the order relationship the access policy reads and the prefetch of priors."""
@@ -183,7 +232,7 @@ def create_order(request: Request, body: OrderIn) -> dict[str, Any]:
     return _changed(archive, principal, "order create", change)
 
 
-@router.get("/orders", summary="Orders of your trust, newest first")
+@router.get("/orders", summary="Orders of your trust, newest first", response_model=list[OrderOut])
 def list_orders(
     request: Request,
     trust: Annotated[str, Query(pattern=PRINTABLE, max_length=16)] = "",
@@ -221,7 +270,11 @@ def list_orders(
     return [o.as_dict() for o in found]
 
 
-@router.get("/orders/unmatched", summary="Studies no order claims, for reconciliation")
+@router.get(
+    "/orders/unmatched",
+    summary="Studies no order claims, for reconciliation",
+    response_model=list[UnmatchedOut],
+)
 def unmatched(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -234,7 +287,7 @@ def unmatched(
     return found
 
 
-@router.get("/orders/{order_id}", summary="One order")
+@router.get("/orders/{order_id}", summary="One order", response_model=OrderOut)
 def get_order(request: Request, order_id: RowId) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
     with archive.engine.connect() as conn:
@@ -243,7 +296,7 @@ def get_order(request: Request, order_id: RowId) -> dict[str, Any]:
     return order.as_dict()
 
 
-@router.patch("/orders/{order_id}", summary="Change an open order")
+@router.patch("/orders/{order_id}", summary="Change an open order", response_model=OrderOut)
 def change_order(request: Request, order_id: RowId, body: OrderChange) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -273,17 +326,29 @@ def _ended(request: Request, order_id: int, *, discontinue: bool) -> dict[str, A
     )
 
 
-@router.post("/orders/{order_id}/cancel", summary="Cancel an order not yet started")
+@router.post(
+    "/orders/{order_id}/cancel",
+    summary="Cancel an order not yet started",
+    response_model=OrderOut,
+)
 def cancel_order(request: Request, order_id: RowId) -> dict[str, Any]:
     return _ended(request, order_id, discontinue=False)
 
 
-@router.post("/orders/{order_id}/discontinue", summary="Discontinue an order once started")
+@router.post(
+    "/orders/{order_id}/discontinue",
+    summary="Discontinue an order once started",
+    response_model=OrderOut,
+)
 def discontinue_order(request: Request, order_id: RowId) -> dict[str, Any]:
     return _ended(request, order_id, discontinue=True)
 
 
-@router.post("/orders/{order_id}/match", summary="Match an unmatched study to the order")
+@router.post(
+    "/orders/{order_id}/match",
+    summary="Match an unmatched study to the order",
+    response_model=OrderOut,
+)
 def match_order(request: Request, order_id: RowId, body: MatchIn) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
     return _changed(
@@ -329,7 +394,11 @@ def _record_dict(rec: mpi.Record) -> dict[str, Any]:
     }
 
 
-@router.post("/patients/update", summary="Correct a patient record (as HL7 ADT A08)")
+@router.post(
+    "/patients/update",
+    summary="Correct a patient record (as HL7 ADT A08)",
+    response_model=RecordOut,
+)
 def update_patient(request: Request, body: PatientUpdateIn) -> dict[str, Any]:
     archive, principal = archive_of(request), principal_of(request)
 
@@ -347,7 +416,11 @@ def update_patient(request: Request, body: PatientUpdateIn) -> dict[str, Any]:
     return _record_dict(_record_changed(archive, principal, body.patient, "patient update", change))
 
 
-@router.post("/patients/merge", summary="Merge a record into another (as HL7 ADT A40)")
+@router.post(
+    "/patients/merge",
+    summary="Merge a record into another (as HL7 ADT A40)",
+    response_model=MergedOut,
+)
 def merge_patients(request: Request, body: MergeIn) -> dict[str, Any]:
     """The prior record's studies and orders move to the surviving record of the same
     trust; queries answer the surviving ID, and copies sent out carry it."""

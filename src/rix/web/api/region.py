@@ -19,9 +19,42 @@ from rix.auth import users
 from rix.auth.users import Role, parse_roles
 from rix.region import aes, mpi, trusts
 from rix.retrieve import timeline as timeline_of
+from rix.web.api.region_answers import (
+    AEAddedOut,
+    AEOut,
+    AgreementAddedOut,
+    AuditEventOut,
+    BreakGlassOut,
+    DisabledOut,
+    DismissedOut,
+    LinkedOut,
+    MeOut,
+    NhsNumberOut,
+    RelationshipOut,
+    RemovedOut,
+    ReviewOut,
+    RevokedOut,
+    SiteAddedOut,
+    TimelineOut,
+    TokenOut,
+    TrustOut,
+    TrustsOut,
+    UnlinkedOut,
+    UserAddedOut,
+    UserOut,
+)
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
-from rix.web.fields import PRINTABLE, Code, Name, NhsNumber, PatientNamed, PatientRef, RowId, Text
+from rix.web.fields import (
+    PRINTABLE,
+    Code,
+    Name,
+    NhsNumber,
+    PatientNamed,
+    PatientRef,
+    RowId,
+    Text,
+)
 
 router = APIRouter(prefix="/api", tags=["region"])
 
@@ -67,6 +100,7 @@ class AEIn(BaseModel):
     port: int = Field(gt=0, lt=65536)
     trust: Annotated[str, StringConstraints(pattern=PRINTABLE, max_length=16)] = ""
     description: Text = ""
+    kind: aes.Kind = aes.Kind.PACS  # pacs and workstation store; studies are sent only there
 
 
 class RelationshipIn(PatientNamed):
@@ -107,13 +141,21 @@ def _me(request: Request) -> tuple[Archive, Principal]:
     return archive_of(request), principal_of(request)
 
 
-@router.get("/me", summary="Who you are signed in as")
+@router.get(
+    "/me",
+    summary="Who you are signed in as",
+    response_model=MeOut,
+)
 def me(request: Request) -> dict[str, Any]:
     p = principal_of(request)
     return {"name": p.name, "trust": p.trust_code, "roles": sorted(p.roles)}
 
 
-@router.get("/trusts", summary="Trusts, their sites, and the sharing agreements")
+@router.get(
+    "/trusts",
+    summary="Trusts, their sites, and the sharing agreements",
+    response_model=TrustsOut,
+)
 def list_trusts(request: Request) -> dict[str, Any]:
     archive = archive_of(request)
     with archive.engine.connect() as conn:
@@ -138,21 +180,36 @@ def list_trusts(request: Request) -> dict[str, Any]:
     return {"trusts": found, "agreements": shared}
 
 
-@router.post("/trusts", status_code=201, summary="Add or update a trust (region-admin)")
+@router.post(
+    "/trusts",
+    status_code=201,
+    summary="Add or update a trust (region-admin)",
+    response_model=TrustOut,
+)
 def add_trust(request: Request, body: TrustIn) -> dict[str, str]:
     archive, principal = _me(request)
     trust = admin.add_trust(archive, principal, body.code, body.name, body.issuer, body.pacs)
     return {"code": trust.code, "name": trust.name, "issuer": trust.issuer, "pacs": trust.pacs_ae}
 
 
-@router.post("/trusts/{code}/sites", status_code=201, summary="Add a site to a trust")
+@router.post(
+    "/trusts/{code}/sites",
+    status_code=201,
+    summary="Add a site to a trust",
+    response_model=SiteAddedOut,
+)
 def add_site(request: Request, code: str, body: SiteIn) -> dict[str, str]:
     archive, principal = _me(request)
     admin.add_site(archive, principal, code, body.code, body.name)
     return {"trust": code.upper(), "code": body.code.upper()}
 
 
-@router.post("/agreements", status_code=201, summary="Add a sharing agreement (region-admin)")
+@router.post(
+    "/agreements",
+    status_code=201,
+    summary="Add a sharing agreement (region-admin)",
+    response_model=AgreementAddedOut,
+)
 def add_agreement(request: Request, body: AgreementIn) -> dict[str, Any]:
     archive, principal = _me(request)
     added = admin.add_agreement(
@@ -166,13 +223,21 @@ def add_agreement(request: Request, body: AgreementIn) -> dict[str, Any]:
     return {"trusts": sorted([body.trust.upper(), body.other.upper()]), "added": added}
 
 
-@router.delete("/agreements/{trust}/{other}", summary="End a sharing agreement (region-admin)")
+@router.delete(
+    "/agreements/{trust}/{other}",
+    summary="End a sharing agreement (region-admin)",
+    response_model=RemovedOut,
+)
 def remove_agreement(request: Request, trust: str, other: str) -> dict[str, bool]:
     archive, principal = _me(request)
     return {"removed": admin.remove_agreement(archive, principal, trust, other)}
 
 
-@router.get("/users", summary="Users (administrators)")
+@router.get(
+    "/users",
+    summary="Users (administrators)",
+    response_model=list[UserOut],
+)
 def list_users(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
     checks.require_role(principal, *ADMIN_ROLES)
@@ -191,7 +256,12 @@ def list_users(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/users", status_code=201, summary="Add or update a user (administrators)")
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Add or update a user (administrators)",
+    response_model=UserAddedOut,
+)
 def add_user(request: Request, body: UserIn) -> dict[str, Any]:
     archive, principal = _me(request)
     user = admin.add_user(
@@ -207,26 +277,43 @@ def add_user(request: Request, body: UserIn) -> dict[str, Any]:
     return {"username": user.username, "roles": sorted(user.roles)}
 
 
-@router.post("/users/{username}/tokens", status_code=201, summary="A new API token")
+@router.post(
+    "/users/{username}/tokens",
+    status_code=201,
+    summary="A new API token",
+    response_model=TokenOut,
+)
 def create_token(request: Request, username: str, body: TokenIn) -> dict[str, str]:
     archive, principal = _me(request)
     return {"token": admin.create_token(archive, principal, username, body.label, body.days)}
 
 
-@router.delete("/users/{username}/tokens", summary="End every API token of a user")
+@router.delete(
+    "/users/{username}/tokens",
+    summary="End every API token of a user",
+    response_model=RevokedOut,
+)
 def revoke_tokens(request: Request, username: str) -> dict[str, int]:
     archive, principal = _me(request)
     return {"revoked": admin.revoke_tokens(archive, principal, username)}
 
 
-@router.post("/users/{username}/disable", summary="Disable a user (administrators)")
+@router.post(
+    "/users/{username}/disable",
+    summary="Disable a user (administrators)",
+    response_model=DisabledOut,
+)
 def disable_user(request: Request, username: str) -> dict[str, str]:
     archive, principal = _me(request)
     admin.disable_user(archive, principal, username)
     return {"disabled": username}
 
 
-@router.get("/aes", summary="Registered DICOM peers")
+@router.get(
+    "/aes",
+    summary="Registered DICOM peers",
+    response_model=list[AEOut],
+)
 def list_aes(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
     checks.require_role(principal, *ADMIN_ROLES)
@@ -236,29 +323,47 @@ def list_aes(request: Request) -> list[dict[str, Any]]:
             "host": a.host,
             "port": a.port,
             "trust": a.trust.code if a.trust else "",
+            "kind": a.kind.value,
             "description": a.description,
         }
         for a in aes.all_aes(archive.engine)
     ]
 
 
-@router.post("/aes", status_code=201, summary="Register a DICOM peer (administrators)")
+@router.post(
+    "/aes",
+    status_code=201,
+    summary="Register a DICOM peer (administrators)",
+    response_model=AEAddedOut,
+)
 def add_ae(request: Request, body: AEIn) -> dict[str, str]:
     archive, principal = _me(request)
     peer = aes.RemoteAE(
-        title=body.title, host=body.host, port=body.port, description=body.description
+        title=body.title,
+        host=body.host,
+        port=body.port,
+        description=body.description,
+        kind=body.kind,
     )
     admin.add_ae(archive, principal, peer, body.trust)
     return {"title": body.title}
 
 
-@router.delete("/aes/{title}", summary="Remove a DICOM peer (administrators)")
+@router.delete(
+    "/aes/{title}",
+    summary="Remove a DICOM peer (administrators)",
+    response_model=RemovedOut,
+)
 def remove_ae(request: Request, title: str) -> dict[str, bool]:
     archive, principal = _me(request)
     return {"removed": admin.remove_ae(archive, principal, title)}
 
 
-@router.get("/mpi/reviews", summary="MPI records waiting for an administrator")
+@router.get(
+    "/mpi/reviews",
+    summary="MPI records waiting for an administrator",
+    response_model=list[ReviewOut],
+)
 def mpi_reviews(request: Request) -> list[dict[str, Any]]:
     archive, principal = _me(request)
     checks.require_role(principal, Role.REGION_ADMIN)
@@ -277,34 +382,55 @@ def mpi_reviews(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/mpi/reviews/{review_id}/dismiss", summary="Close a review without linking")
+@router.post(
+    "/mpi/reviews/{review_id}/dismiss",
+    summary="Close a review without linking",
+    response_model=DismissedOut,
+)
 def mpi_dismiss(request: Request, review_id: RowId) -> dict[str, int]:
     archive, principal = _me(request)
     admin.dismiss_review(archive, principal, review_id)
     return {"dismissed": review_id}
 
 
-@router.post("/mpi/link", summary="Link a record to another's person by hand (region-admin)")
+@router.post(
+    "/mpi/link",
+    summary="Link a record to another's person by hand (region-admin)",
+    response_model=LinkedOut,
+)
 def mpi_link(request: Request, body: LinkIn) -> dict[str, Any]:
     archive, principal = _me(request)
     return {"person": admin.link(archive, principal, body.patient, body.to)}
 
 
-@router.post("/mpi/unlink", summary="Unlink a record by hand (region-admin)")
+@router.post(
+    "/mpi/unlink",
+    summary="Unlink a record by hand (region-admin)",
+    response_model=UnlinkedOut,
+)
 def mpi_unlink(request: Request, body: UnlinkIn) -> dict[str, str]:
     archive, principal = _me(request)
     admin.unlink(archive, principal, body.patient)
     return {"unlinked": body.patient}
 
 
-@router.put("/mpi/nhs-number", summary="Give a record its NHS number (administrators)")
+@router.put(
+    "/mpi/nhs-number",
+    summary="Give a record its NHS number (administrators)",
+    response_model=NhsNumberOut,
+)
 def mpi_nhs_number(request: Request, body: NhsNumberIn) -> dict[str, Any]:
     archive, principal = _me(request)
     rec = admin.assign_nhs_number(archive, principal, body.patient, body.nhs_number)
     return {"patient": rec.ref, "nhs_number": rec.nhs_number, "link": rec.link_state}
 
 
-@router.post("/relationships", status_code=201, summary="Record an order, encounter or referral")
+@router.post(
+    "/relationships",
+    status_code=201,
+    summary="Record an order, encounter or referral",
+    response_model=RelationshipOut,
+)
 def add_relationship(request: Request, body: RelationshipIn) -> dict[str, str]:
     archive, principal = _me(request)
     body.check()
@@ -321,7 +447,12 @@ def add_relationship(request: Request, body: RelationshipIn) -> dict[str, str]:
     return {"trust": body.trust.upper(), "kind": body.kind}
 
 
-@router.post("/break-glass", status_code=201, summary="Declare break-glass for a patient")
+@router.post(
+    "/break-glass",
+    status_code=201,
+    summary="Declare break-glass for a patient",
+    response_model=BreakGlassOut,
+)
 def break_glass(request: Request, body: BreakGlassIn) -> dict[str, Any]:
     """Opens the patient's studies at trusts sharing with yours for ``break_glass_hours``,
     with the reason in the audit trail and a security alert raised; answers what it
@@ -339,7 +470,11 @@ def break_glass(request: Request, body: BreakGlassIn) -> dict[str, Any]:
     }
 
 
-@router.get("/timeline", summary="Every study of one person across trusts, as you may see")
+@router.get(
+    "/timeline",
+    summary="Every study of one person across trusts, as you may see",
+    response_model=TimelineOut,
+)
 def timeline(
     request: Request,
     nhs_number: str = Query(
@@ -361,7 +496,11 @@ def timeline(
     return {"studies": found.studies, "hidden_at": found.hidden_at}
 
 
-@router.get("/audit", summary="Audit search (auditors and region administrators)")
+@router.get(
+    "/audit",
+    summary="Audit search (auditors and region administrators)",
+    response_model=list[AuditEventOut],
+)
 async def audit_search(
     request: Request,
     patient: str = Query(

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 
+from rix.config import Priority
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
 from rix.web.dicomweb.errors import check_uids
-from rix.web.fields import PRINTABLE, Code, Name, RowId
+from rix.web.fields import PRINTABLE, Answer, Code, Name, RowId
 from rix.workflow import report_claims, reporting_worklist, reports, rota
 from rix.workflow.report_templates import templates
 
@@ -42,7 +43,110 @@ class ShiftIn(BaseModel):
     ends_at: float = Field(ge=0)
 
 
-@router.get("/worklist", summary="Studies to report across trusts, most urgent first")
+class WorklistItemOut(Answer):
+    """A study on the shared worklist; times are Unix seconds."""
+
+    study_uid: str
+    trust: str
+    site: str
+    patient_name: str  # DICOM PN
+    patient: str  # issuer/patient ID
+    nhs_number: str
+    description: str
+    accession_number: str
+    modalities: list[str]
+    body_part: str
+    priority: Priority
+    subspecialty: str
+    status: reporting_worklist.WorklistStatus
+    arrived_at: float
+    due_at: float
+    age_hours: float
+    overdue: bool
+    claimed_by: str
+    claim_expires_at: float | None
+    order: int | None  # the order's id (/api/orders/{id})
+    # a partner's patient, unnamed (patient_name, patient, nhs_number empty) until claimed
+    names_hidden: bool
+
+
+class WorklistOut(Answer):
+    studies: list[WorklistItemOut]
+
+
+class ClaimOut(Answer):
+    study_uid: str
+    claimed_by: str
+    claimed_at: float
+    expires_at: float
+
+
+class ReleasedOut(Answer):
+    study_uid: str
+    released: bool
+
+
+class ReportOut(Answer):
+    """A version of a study's report (``parent``: the version it amends)."""
+
+    id: int
+    study_uid: str
+    status: str
+    author: str
+    author_name: str
+    template: str
+    text: str
+    parent: int | None
+    sr_instance_uid: str | None
+    created_at: float
+    updated_at: float
+    signed_at: float | None
+
+
+class ReportVersionsOut(Answer):
+    study_uid: str
+    versions: list[ReportOut]
+
+
+class TemplateOut(Answer):
+    name: str
+    modality: str
+    body_part: str
+    text: str
+
+
+class TemplatesOut(Answer):
+    templates: list[TemplateOut]
+
+
+class ShiftOut(Answer):
+    id: int
+    username: str
+    name: str
+    trust: str  # '': the whole region
+    subspecialty: str
+    starts_at: float
+    ends_at: float
+
+
+class RotaOut(Answer):
+    shifts: list[ShiftOut]
+
+
+class ShiftAddedOut(Answer):
+    id: int
+
+
+class ShiftRemovedOut(Answer):
+    id: int
+    removed: bool
+
+
+@router.get(
+    "/worklist",
+    summary="Studies to report across trusts, most urgent first",
+    response_model=WorklistOut,
+)
 def worklist(
     request: Request,
     trust: Annotated[list[Code] | None, Query()] = None,
@@ -81,7 +185,11 @@ def _claim(held: report_claims.Claim) -> dict[str, Any]:
     }
 
 
-@router.post("/worklist/{study}/claim", summary="Claim a study to report it (or renew your claim)")
+@router.post(
+    "/worklist/{study}/claim",
+    summary="Claim a study to report it (or renew your claim)",
+    response_model=ClaimOut,
+)
 async def claim(request: Request, study: str) -> dict[str, Any]:
     check_uids(study)
     held = await run_in_threadpool(
@@ -90,7 +198,9 @@ async def claim(request: Request, study: str) -> dict[str, Any]:
     return _claim(held)
 
 
-@router.delete("/worklist/{study}/claim", summary="Give a claimed study back")
+@router.delete(
+    "/worklist/{study}/claim", summary="Give a claimed study back", response_model=ReleasedOut
+)
 async def release(request: Request, study: str) -> dict[str, Any]:
     check_uids(study)
     released = await run_in_threadpool(
@@ -99,7 +209,11 @@ async def release(request: Request, study: str) -> dict[str, Any]:
     return {"study_uid": study, "released": released}
 
 
-@router.get("/reports/{study}", summary="A study's report versions, and your draft")
+@router.get(
+    "/reports/{study}",
+    summary="A study's report versions, and your draft",
+    response_model=ReportVersionsOut,
+)
 async def report_versions(request: Request, study: str) -> dict[str, Any]:
     check_uids(study)
     found = await run_in_threadpool(reports.read, archive_of(request), principal_of(request), study)
@@ -110,6 +224,7 @@ async def report_versions(request: Request, study: str) -> dict[str, Any]:
     "/reports/{study}",
     status_code=201,
     summary="Save a draft, or sign: preliminary, final, addendum or corrected",
+    response_model=ReportOut,
 )
 async def write_report(request: Request, study: str, body: ReportIn) -> dict[str, Any]:
     check_uids(study)
@@ -126,7 +241,11 @@ async def write_report(request: Request, study: str, body: ReportIn) -> dict[str
     return saved.as_dict()
 
 
-@router.get("/report-templates", summary="Report templates by modality and body part")
+@router.get(
+    "/report-templates",
+    summary="Report templates by modality and body part",
+    response_model=TemplatesOut,
+)
 def report_templates(request: Request) -> dict[str, Any]:
     found = templates(archive_of(request))
     return {
@@ -137,7 +256,7 @@ def report_templates(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/rota", summary="The on-call reporting rota")
+@router.get("/rota", summary="The on-call reporting rota", response_model=RotaOut)
 def rota_shifts(
     request: Request,
     start: Annotated[float | None, Query(ge=0)] = None,
@@ -150,7 +269,12 @@ def rota_shifts(
     return {"shifts": [s.as_dict() for s in found]}
 
 
-@router.post("/rota", status_code=201, summary="Put a radiologist on the rota (administrators)")
+@router.post(
+    "/rota",
+    status_code=201,
+    summary="Put a radiologist on the rota (administrators)",
+    response_model=ShiftAddedOut,
+)
 def add_shift(request: Request, body: ShiftIn) -> dict[str, Any]:
     pk = rota.add_shift(
         archive_of(request),
@@ -164,7 +288,11 @@ def add_shift(request: Request, body: ShiftIn) -> dict[str, Any]:
     return {"id": pk}
 
 
-@router.delete("/rota/{shift_id}", summary="Take a shift off the rota (administrators)")
+@router.delete(
+    "/rota/{shift_id}",
+    summary="Take a shift off the rota (administrators)",
+    response_model=ShiftRemovedOut,
+)
 def remove_shift(request: Request, shift_id: RowId) -> dict[str, Any]:
     rota.remove_shift(archive_of(request), principal_of(request), shift_id)
     return {"id": shift_id, "removed": True}

@@ -14,7 +14,7 @@ from rix.sharing import links
 from rix.sharing.record import Share
 from rix.web.auth import principal_of
 from rix.web.context import archive_of
-from rix.web.fields import RowId
+from rix.web.fields import Answer, RowId
 from rix.web.portal.share_owner import base_url
 
 router = APIRouter(prefix="/api", tags=["shares"])
@@ -30,6 +30,63 @@ class ShareIn(BaseModel):
     expires_at: float | None = Field(None, gt=0, description="Unix time; instead of days")
     download: bool = False
     pin: bool = False
+
+
+class OpinionOut(Answer):
+    study_uid: str
+    text: str
+    key_images: list[str]  # SOP Instance UIDs
+    sr_instance_uid: str
+    created_at: float
+
+
+class ShareOut(Answer):
+    """A share; ``state`` is open, expired, revoked or locked; times are Unix seconds."""
+
+    id: int
+    state: str
+    owner: str
+    trust: str
+    recipient_name: str
+    recipient_email: str
+    purpose: str
+    studies: list[str]
+    download: bool
+    pin: bool
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    locked_at: float | None
+    opinions: list[OpinionOut]
+
+
+class ShareCreatedOut(ShareOut):
+    """The link and the PIN, in this answer only."""
+
+    link: str
+    pin_code: str
+    mailed: bool
+    unsent: str  # why the email did not go ('' when it did)
+
+
+class ShareUseOut(Answer):
+    """A use of the link, as the audit trail recorded it (``at``: Unix seconds)."""
+
+    id: int
+    at: float
+    kind: str
+    outcome: str
+    actor: str
+    source: str
+    trust: str
+    patient: str
+    nhs_number: str
+    study_uid: str
+    detail: dict[str, Any]
+
+
+class ShareDetailOut(ShareOut):
+    uses: list[ShareUseOut]
 
 
 def as_dict(share: Share) -> dict[str, Any]:
@@ -50,7 +107,7 @@ def as_dict(share: Share) -> dict[str, Any]:
         "locked_at": share.locked_at,
         "opinions": [
             {
-                "study": o.study_uid,
+                "study_uid": o.study_uid,
                 "text": o.text,
                 "key_images": o.key_images,
                 "sr_instance_uid": o.sr_instance_uid,
@@ -61,7 +118,12 @@ def as_dict(share: Share) -> dict[str, Any]:
     }
 
 
-@router.post("/shares", status_code=201, summary="Share studies of one patient for an opinion")
+@router.post(
+    "/shares",
+    status_code=201,
+    summary="Share studies of one patient for an opinion",
+    response_model=ShareCreatedOut,
+)
 def create_share(request: Request, body: ShareIn) -> dict[str, Any]:
     created = links.create(
         archive_of(request),
@@ -85,13 +147,17 @@ def create_share(request: Request, body: ShareIn) -> dict[str, Any]:
     }
 
 
-@router.get("/shares", summary="Shares you manage, newest first")
+@router.get("/shares", summary="Shares you manage, newest first", response_model=list[ShareOut])
 def list_shares(request: Request) -> list[dict[str, Any]]:
     with archive_of(request).engine.connect() as conn:
         return [as_dict(s) for s in links.visible_to(conn, principal_of(request))]
 
 
-@router.get("/shares/{share_id}", summary="One share, with every use of its link")
+@router.get(
+    "/shares/{share_id}",
+    summary="One share, with every use of its link",
+    response_model=ShareDetailOut,
+)
 def get_share(request: Request, share_id: RowId) -> dict[str, Any]:
     archive = archive_of(request)
     with archive.engine.connect() as conn:
@@ -100,7 +166,9 @@ def get_share(request: Request, share_id: RowId) -> dict[str, Any]:
     return {**as_dict(share), "uses": [v.as_dict() for v in views]}
 
 
-@router.post("/shares/{share_id}/revoke", summary="Close a share's link now")
+@router.post(
+    "/shares/{share_id}/revoke", summary="Close a share's link now", response_model=ShareOut
+)
 async def revoke_share(request: Request, share_id: RowId) -> dict[str, Any]:
     share = await run_in_threadpool(
         links.revoke, archive_of(request), principal_of(request), share_id

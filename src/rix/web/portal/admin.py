@@ -104,7 +104,7 @@ def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     peers = region_api.list_aes(request)
     entered = next(
         (
-            {k: str(p[k]) for k in ("title", "host", "port", "trust", "description")}
+            {k: str(p[k]) for k in ("title", "host", "port", "trust", "kind", "description")}
             for p in peers
             if p["title"] == edit
         ),
@@ -113,7 +113,7 @@ def _aes_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
     mine = checks.manageable_trusts(me, _trust_codes(request))
     for peer in peers:
         peer["removable"] = _region(me) or (bool(peer["trust"]) and peer["trust"] in mine)
-    return {"aes": peers, "entered": entered, "ae_trusts": mine}
+    return {"aes": peers, "entered": entered, "ae_trusts": mine, "ae_kinds": list(aes.Kind)}
 
 
 def _users_facts(request: Request, me: Principal, edit: str) -> dict[str, Any]:
@@ -325,10 +325,14 @@ async def save_site(request: Request, me: User) -> Response:
 
 
 def _save_ae(archive: Archive, me: Principal, form: dict[str, str]) -> str:
-    fields = ("title", "host", "port", "trust", "description")
+    fields = ("title", "host", "port", "trust", "kind", "description")
     body = _valid(region_api.AEIn, {k: form.get(k, "").strip() for k in fields})
     peer = aes.RemoteAE(
-        title=body.title, host=body.host, port=body.port, description=body.description
+        title=body.title,
+        host=body.host,
+        port=body.port,
+        description=body.description,
+        kind=body.kind,
     )
     admin.add_ae(archive, me, peer, body.trust)
     return "ae"

@@ -1,6 +1,6 @@
 """The study page (series with thumbnails and counts, the report when one is stored, and
 the actions: open in the viewer, download, send to a DICOM destination of the user's
-trust), and the download itself.
+trust that stores, a PACS or a workstation), and the download itself.
 
 Every route names ``{study}`` and is authorised by ``rix.web.auth.authorize_study``, the
 check every DICOMweb route passes: a study the user may not see is a 403 page (404 when
@@ -20,7 +20,7 @@ from rix.access import Principal, share_rules
 from rix.errors import Conflict
 from rix.index import queries
 from rix.index.attributes import BY_KEYWORD, Level
-from rix.region import aes, trusts
+from rix.region import trusts
 from rix.retrieve import export
 from rix.routing import manage
 from rix.web.auth import authorize_study, source_of
@@ -54,11 +54,7 @@ def _study_rows(
 @router.get("/studies/{study}", response_class=HTMLResponse, dependencies=Authorised)
 def study_page(request: Request, me: User, study: str, sent: str = "") -> Response:
     row, series, trust = _study_rows(request, me, study)
-    destinations = [
-        a
-        for a in aes.all_aes(archive_of(request).engine)
-        if a.trust is not None and me.trust is not None and a.trust.code == me.trust.code
-    ]
+    destinations = manage.send_destinations(archive_of(request), me)
     reports = [s for s in series if s.get("Modality") in REPORT_MODALITIES]
     with archive_of(request).engine.connect() as conn:  # signed here (rix.workflow)
         written = report_versions.signed_versions(conn, study)
@@ -108,8 +104,8 @@ async def zip_response(request: Request, principal: Principal, study: str) -> Re
 
 @router.post("/studies/{study}/send", dependencies=Authorised)
 async def send(request: Request, me: User, study: str) -> Response:
-    """Queue the study for a DICOM destination of the user's trust (a durable job: it is
-    retried until delivered, and shown on the jobs page)."""
+    """Queue the study for a DICOM destination of the user's trust that stores (a durable
+    job: it is retried until delivered, and shown on the jobs page)."""
     form = await pages.form_of(request)
     title = form.get("destination", "").strip()
     if not title or len(title) > 16:
