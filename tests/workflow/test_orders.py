@@ -161,3 +161,37 @@ def test_an_order_lets_a_partner_trusts_staff_see_the_patients_images_until_canc
 def test_an_order_names_the_trusts_record_of_the_patient(workflow: Workflow) -> None:
     answer = place(workflow.http("a.clinician"), "A", unique("A"), patient={"issuer": "B-MRN"})
     assert answer.status_code == 409 and "not a patient record of A" in answer.text
+
+
+def _row(order: dict[str, Any]) -> str:
+    """How the orders page shows an order's accession number (``RIX12`` is not ``RIX123``)."""
+    return f"accession {order['accession_number']}<"
+
+
+def test_the_orders_page_lists_the_trusts_orders_and_links_matched_studies(
+    workflow: Workflow,
+) -> None:
+    patient_id = unique("A")
+    waiting = placed(workflow.http("a.clinician"), "A", patient_id, modality="MR")
+    done = placed(workflow.http("a.clinician"), "A", patient_id)
+    elsewhere = placed(workflow.http("b.clinician"), "B", unique("B"))
+    study_uid = study(workflow.port, "A_CT", patient_id, accession=done["accession_number"])
+    wait_for(
+        "the order to be matched",
+        lambda: workflow.http("a.clinician").get(f"/api/orders/{done['id']}").json()["study_uid"],
+    )
+
+    page = workflow.http("a.clinician").get("/orders", params={"patient": f"A-MRN/{patient_id}"})
+
+    assert page.status_code == 200, page.text
+    assert _row(waiting) in page.text and _row(done) in page.text
+    assert f'href="/studies/{study_uid}"' in page.text
+    assert _row(elsewhere) not in workflow.http("a.clinician").get("/orders").text
+    assert 'href="/orders"' in page.text  # the nav link
+    completed = workflow.http("a.clinician").get(
+        "/orders", params={"patient": f"A-MRN/{patient_id}", "status": "completed"}
+    )
+    assert _row(done) in completed.text
+    assert _row(waiting) not in completed.text
+    assert workflow.http("a.clinician").get("/orders", params={"status": "lost"}).status_code == 409
+    assert workflow.region.admin.get("/orders").status_code == 403  # no trust's staff

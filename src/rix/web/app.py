@@ -36,6 +36,7 @@ from rix.web.portal import (
     study,
     turnaround,
 )
+from rix.web.portal import orders as orders_page
 
 
 def create_app(archive: Archive) -> FastAPI:
@@ -107,6 +108,7 @@ def create_app(archive: Archive) -> FastAPI:
     app.include_router(status.router)
     app.include_router(reporting.router)
     app.include_router(turnaround.router)
+    app.include_router(orders_page.router)
     app.include_router(share_owner.router)
     viewer.warn_if_missing(archive.settings.viewer_folder)
 

@@ -26,11 +26,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, case, func, select, update
 
+from rix import audit
 from rix.access import Principal, radiology, trail
+from rix.archive import Archive
 from rix.config import Priority
-from rix.errors import Conflict, NotFound
+from rix.errors import AccessDenied, Conflict, NotFound
 from rix.index.schema import patients, trusts
 from rix.index.workflow_tables import orders
+from rix.region import patients as records
+from rix.region.trusts import get_trust
 
 
 class OrderStatus(StrEnum):
@@ -338,6 +342,50 @@ def scheduled_for(
         .limit(limit)
     )
     return [Order.from_row(r) for r in conn.execute(query)]
+
+
+def read(
+    archive: Archive,
+    principal: Principal,
+    *,
+    trust: str = "",
+    status: str = "",
+    modality: str = "",
+    since: float | None = None,
+    until: float | None = None,
+    patient: str = "",
+    limit: int = 200,
+) -> list[Order]:
+    """The orders ``principal`` may read that match (``listing``'s filters; ``trust`` a
+    code, ``patient`` a record ``issuer/patient ID``): ``/api/orders`` and the portal's
+    ``/orders``. One audited query."""
+    trust_pks = visible_trusts(principal)
+    with archive.engine.connect() as conn:
+        if trust:
+            wanted = get_trust(conn, trust).pk
+            if trust_pks is not None and wanted not in trust_pks:
+                raise AccessDenied(f"orders of {trust} are read by its own staff")
+            trust_pks = [wanted]
+        patient_pk = None
+        if patient:
+            issuer, _sep, patient_id = patient.partition("/")
+            patient_pk = records.find(conn, issuer, patient_id) or -1
+        found = listing(
+            conn,
+            trust_pks=trust_pks,
+            status=status,
+            modality=modality,
+            since=since,
+            until=until,
+            patient_pk=patient_pk,
+            limit=limit,
+        )
+    touched = trail.Touched(patient=patient) if patient else trail.Touched()
+    detail = {"orders": len(found), "trust": trust, "status": status}
+    trail.record(
+        archive.writer.post, principal, audit.Kind.QUERY, audit.Outcome.SUCCESS, touched, detail
+    )
+    return found
 
 
 def visible_trusts(principal: Principal) -> list[int] | None:

@@ -22,7 +22,7 @@ from rix import audit
 from rix.access import Principal, checks, radiology, trail
 from rix.archive import Archive
 from rix.config import Priority
-from rix.errors import AccessDenied, Conflict, NotFound
+from rix.errors import Conflict, NotFound
 from rix.index.database import begin_write
 from rix.region import mpi
 from rix.region import patients as records
@@ -243,30 +243,17 @@ def list_orders(
     patient: Annotated[str, Query(pattern=PRINTABLE, max_length=130)] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
-    archive, principal = archive_of(request), principal_of(request)
-    trusts = orders.visible_trusts(principal)
-    with archive.engine.connect() as conn:
-        if trust:
-            wanted = get_trust(conn, trust).pk
-            if trusts is not None and wanted not in trusts:
-                raise AccessDenied(f"orders of {trust} are read by its own staff")
-            trusts = [wanted]
-        patient_pk = None
-        if patient:
-            issuer, _sep, patient_id = patient.partition("/")
-            patient_pk = records.find(conn, issuer, patient_id) or -1
-        found = orders.listing(
-            conn,
-            trust_pks=trusts,
-            status=status,
-            modality=modality,
-            since=_epoch(since),
-            until=_epoch(until),
-            patient_pk=patient_pk,
-            limit=limit,
-        )
-    touched = trail.Touched(patient=patient) if patient else trail.Touched()
-    _read(archive, principal, touched, orders=len(found), trust=trust, status=status)
+    found = orders.read(
+        archive_of(request),
+        principal_of(request),
+        trust=trust,
+        status=status,
+        modality=modality,
+        since=_epoch(since),
+        until=_epoch(until),
+        patient=patient,
+        limit=limit,
+    )
     return [o.as_dict() for o in found]
 
 
