@@ -9,6 +9,7 @@ from rix.access import SHARE_ROLES, Principal, PrincipalKind
 from rix.auth.users import Role
 from rix.errors import AccessDenied
 from rix.index.workflow_tables import shares
+from rix.region.trusts import Trust
 
 # what a share's browser session may ask for: reading DICOMweb, the viewer, its own pages
 SHARE_READS = ("/dicomweb/", "/wado", "/viewer/")
@@ -22,6 +23,16 @@ def require_share(principal: Principal) -> None:
         raise AccessDenied("studies are shared by a signed-in user")
     if not principal.roles & SHARE_ROLES or principal.trust is None:
         raise AccessDenied("studies are shared by clinicians and radiologists")
+
+
+def require_pin_unless_allowed(trust: Trust, *, with_pin: bool) -> None:
+    """A link opens with a PIN the sender passes another way, so a forwarded email alone
+    opens nothing; a link with no PIN only where the sharing trust allows it."""
+    if not with_pin and not trust.shares_without_pin:
+        raise AccessDenied(
+            f"trust {trust.code} requires a PIN on every share (a trust administrator "
+            "can allow shares without one)"
+        )
 
 
 def may_manage_share(principal: Principal, *, owner_pk: int, trust_pk: int) -> bool:

@@ -63,6 +63,21 @@ def add_trust(
     )
 
 
+def set_shares_without_pin(
+    archive: Archive, principal: Principal, trust: str, allowed: bool
+) -> Trust:
+    """Whether the trust's staff may share a link with no PIN (``rix.sharing``): the
+    trust's administrators decide, or the region's."""
+    checks.require_trust_admin(principal, trust)
+    return _change(
+        archive,
+        principal,
+        "trust shares-without-pin",
+        lambda conn: trusts.set_shares_without_pin(conn, trust, allowed),
+        {"trust": trust.strip().upper(), "shares_without_pin": allowed},
+    )
+
+
 def add_site(archive: Archive, principal: Principal, trust: str, code: str, name: str) -> None:
     checks.require_trust_admin(principal, trust)
     _change(

@@ -91,6 +91,29 @@ def trust_add(
     console.print(f"trust {trust.code} ({trust.name}), issuer {trust.issuer}")
 
 
+@trust_app.command("set")
+def trust_set(
+    code: str,
+    shares_without_pin: Annotated[
+        bool,
+        typer.Option(
+            "--shares-without-pin/--shares-need-pin",
+            help="Whether the trust's staff may share a link with no PIN (default: need one).",
+        ),
+    ],
+    cfg: ConfigOpt = None,
+    data: DataOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Change a trust's settings."""
+    from rix.admin import region as admin
+
+    with _changing(cfg, data, database_url) as archive:
+        trust = admin.set_shares_without_pin(archive, operator(), code, shares_without_pin)
+    allowed = "may" if trust.shares_without_pin else "may not"
+    console.print(f"trust {trust.code}: staff {allowed} share links without a PIN")
+
+
 @trust_app.command("list")
 def trust_list(
     as_json: JsonOpt = False,

@@ -35,6 +35,7 @@ class Trust:
     name: str
     issuer: str
     pacs_ae: str = ""  # where transfers and prefetched priors go (rix.routing)
+    shares_without_pin: bool = False  # its staff may share a link with no PIN (rix.sharing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +47,14 @@ class Agreement:
 
 
 def _trust(row: Row[Any]) -> Trust:
-    return Trust(pk=row.id, code=row.code, name=row.name, issuer=row.issuer, pacs_ae=row.pacs_ae)
+    return Trust(
+        pk=row.id,
+        code=row.code,
+        name=row.name,
+        issuer=row.issuer,
+        pacs_ae=row.pacs_ae,
+        shares_without_pin=bool(row.shares_without_pin),
+    )
 
 
 def add_trust(
@@ -81,6 +89,13 @@ def get_trust(conn: Connection, code: str) -> Trust:
     if row is None:
         raise NotFound(f"no trust {code!r}")
     return _trust(row)
+
+
+def set_shares_without_pin(conn: Connection, code: str, allowed: bool) -> Trust:
+    """Whether the trust's staff may share a link with no PIN (default: no)."""
+    trust = get_trust(conn, code)
+    conn.execute(update(trusts).where(trusts.c.id == trust.pk).values(shares_without_pin=allowed))
+    return get_trust(conn, code)
 
 
 def all_trusts(conn: Connection) -> list[Trust]:

@@ -29,6 +29,7 @@ from rix.index.database import begin_write
 from rix.index.schema import studies
 from rix.index.workflow_tables import share_studies, shares
 from rix.jobs import mail
+from rix.region import trusts
 from rix.sharing import pins
 from rix.sharing.record import TOKEN_BYTES, Share, digest, from_row, get, select_shares
 
@@ -91,10 +92,12 @@ def create(
     days: float | None = None,
     expires_at: float | None = None,
     may_download: bool = False,
-    with_pin: bool = False,
+    with_pin: bool = True,
 ) -> Created:
     """Share studies of one patient with one person; the link and PIN are returned once
-    and only their hashes kept. Audited per study (kind share)."""
+    and only their hashes kept. A share without a PIN only where the trust allows it
+    (``share_rules.require_pin_unless_allowed``). Audited per study (kind share, its
+    detail's ``pin`` false for a share without one)."""
     share_rules.require_share(principal)
     recipient_name = " ".join(recipient_name.split())
     if not recipient_name or len(recipient_name) > 200:
@@ -110,6 +113,8 @@ def create(
     link = link_for(settings.public_url or base_url, token)
     assert principal.trust is not None and principal.user_pk is not None
     with begin_write(archive.engine) as conn:
+        trust = trusts.get_trust(conn, principal.trust.code)  # as it is now, not at sign-in
+        share_rules.require_pin_unless_allowed(trust, with_pin=with_pin)
         uids = sorted({u.strip() for u in study_uids if u.strip()})
         person_pk = _checked_studies(conn, principal, uids)
         share_pk = conn.execute(

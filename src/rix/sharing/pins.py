@@ -22,7 +22,7 @@ from rix.index.database import begin_write
 from rix.index.workflow_tables import share_sessions, shares
 from rix.jobs import mail
 from rix.sharing.record import Share, digest
-from rix.sharing.sessions import LinkClosed, Locked, session_of
+from rix.sharing.sessions import LinkClosed, Locked, session_of, why_closed
 
 PIN_DIGITS = 6
 MAX_PIN_FAILURES = 5
@@ -45,7 +45,9 @@ def check(archive: Archive, secret: str, pin: str, source: str) -> Share:
     with begin_write(archive.engine) as conn:
         found = session_of(conn, secret)
         if found is None:
-            raise LinkClosed("this session has ended: open the link again")
+            raise why_closed(conn, secret) or LinkClosed(
+                "this session has ended: open the link again"
+            )
         share = found.share
         row = conn.execute(select(shares.c.pin_hash).where(shares.c.id == share.pk)).first()
         assert row is not None

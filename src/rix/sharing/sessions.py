@@ -124,6 +124,21 @@ def session_of(conn: Connection, secret: str, *, with_studies: bool = False) -> 
     return Session(share=share, verified=bool(row.verified))
 
 
+def why_closed(conn: Connection, secret: str) -> RixError | None:
+    """Why a session ``session_of`` refused opens nothing: its share's state, one status
+    for one state whatever the request (locked 423; expired or withdrawn 410); None when
+    the session itself has ended or never was."""
+    row = conn.execute(
+        select_shares()
+        .join(share_sessions, share_sessions.c.share_pk == shares.c.id)
+        .where(
+            share_sessions.c.secret_hash == digest(secret),
+            share_sessions.c.expires_at > time.time(),
+        )
+    ).first()
+    return None if row is None or not secret else _refusal(from_row(conn, row))
+
+
 def end_session(archive: Archive, secret: str) -> None:
     with begin_write(archive.engine) as conn:
         conn.execute(

@@ -125,7 +125,7 @@ def test_a_recipient_sees_the_shared_studies_and_no_other(
     share = create(api, region, studies=[region.rita_test_study])
     shared, other = region.rita_test_study, region.rita_part_study  # same patient, not shared
     strangers = [other, region.gary_test_study, region.hidden_study, portal.study_uid]
-    with open_link(portal, share) as web:
+    with open_link(portal, share, share["pin_code"]) as web:
         assert study_uids(web.get("/dicomweb/studies")) == {shared}
         assert study_uids(web.get("/dicomweb/regional/studies")) == {shared}
         # the person's other study, named by UID, by patient or through the regional mount
@@ -198,7 +198,7 @@ def test_download_when_the_sender_allows_it(
     api: httpx.Client, region: Region, portal: Portal
 ) -> None:
     share = create(api, region, studies=[region.rita_test_study], download=True)
-    with open_link(portal, share) as web:
+    with open_link(portal, share, share["pin_code"]) as web:
         answer = web.get(f"/share/studies/{region.rita_test_study}/download")
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "application/zip"
@@ -221,10 +221,13 @@ def test_a_pin_is_asked_and_five_wrong_ones_lock_the_share_and_tell_the_owner(
         locked = give_pin(web, "999999" if share["pin_code"] != "999999" else "888888")
         assert locked.status_code == 423
         assert "rix_share" not in web.cookies  # the locked session's cookie is cleared
-        right = web.post(
-            "/share/pin", data={"pin": share["pin_code"]}, cookies={"rix_share": secret}
-        )
-        assert right.status_code in (401, 403, 423)  # and the right PIN opens nothing now
+        # the right PIN now opens nothing, and says why as the link does: locked
+        web.cookies.set("rix_share", secret)
+        right = give_pin(web, share["pin_code"])
+        assert right.status_code == 423, right.text
+        assert "locked" in right.text
+        web.cookies.set("rix_share", secret)
+        assert web.get("/share/pin").status_code == 423  # whichever page is asked
     assert api.get(f"/api/shares/{share['id']}").json()["state"] == "locked"
     # a new opening of the link is refused too
     token = share["link"].split("#", 1)[1]
@@ -239,6 +242,39 @@ def test_a_pin_is_asked_and_five_wrong_ones_lock_the_share_and_tell_the_owner(
     assert [u["detail"]["via"] for u in refused].count("share-pin") == 5
     opening = [u for u in refused if u["detail"]["via"] == "share-link"]
     assert len(opening) == 1 and "locked" in opening[0]["detail"]["reason"]  # refused, on record
+
+
+def test_a_share_has_a_pin_unless_its_trust_allows_one_without(
+    api: httpx.Client, region: Region, portal: Portal
+) -> None:
+    made = create(api, region, studies=[region.rita_test_study])  # "pin" not given
+    assert made["pin"] and len(made["pin_code"]) == 6 and made["pin_code"].isdigit()
+    body = {
+        "studies": [region.rita_test_study],
+        "recipient_name": "Dr Wendy Who",
+        "recipient_email": RECIPIENT,
+        "pin": False,
+    }
+    refused = api.post("/api/shares", json=body)
+    assert refused.status_code == 403, refused.text
+    assert "requires a PIN" in refused.json()["error"]
+    admin = {"Authorization": f"Bearer {region.admin_token}"}
+    with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as trusts:
+        allowed = trusts.patch("/api/trusts/TEST", json={"shares_without_pin": True})
+    assert allowed.json() == {"code": "TEST", "shares_without_pin": True}, allowed.text
+    try:
+        opted_out = api.post("/api/shares", json=body)
+        assert opted_out.status_code == 201, opted_out.text
+        share = opted_out.json()
+        assert (share["pin"], share["pin_code"]) == (False, "")
+        with httpx.Client(base_url=portal.origin, headers=admin, timeout=60) as auditor:
+            events = auditor.get("/api/audit", params={"user": "tester", "limit": 50}).json()
+        made_as = [e["detail"] for e in events if e["detail"].get("share") == share["id"]]
+        assert [d["pin"] for d in made_as] == [False]  # on record: a share with no PIN
+    finally:
+        restored = portal.server.rix("trust", "set", "TEST", "--shares-need-pin")
+    assert "may not share" in restored.stdout
+    assert api.post("/api/shares", json=body).status_code == 403
 
 
 def test_the_right_pin_opens_the_share(api: httpx.Client, region: Region, portal: Portal) -> None:
@@ -256,7 +292,7 @@ def test_the_right_pin_opens_the_share(api: httpx.Client, region: Region, portal
 def test_expiry_holds_to_the_second(api: httpx.Client, region: Region, portal: Portal) -> None:
     expires = time.time() + 4.0
     share = create(api, region, days=None, expires_at=expires)
-    with open_link(portal, share) as web:
+    with open_link(portal, share, share["pin_code"]) as web:
         time.sleep(max(0.0, expires - 1.5 - time.time()))
         assert study_uids(web.get("/dicomweb/studies")) != set()
         time.sleep(max(0.0, expires + 0.05 - time.time()))
@@ -273,7 +309,7 @@ def test_revocation_stops_a_session_already_open(
     api: httpx.Client, region: Region, portal: Portal
 ) -> None:
     share = create(api, region)
-    with open_link(portal, share) as web:
+    with open_link(portal, share, share["pin_code"]) as web:
         uid = region.rita_test_study
         assert web.get(f"/dicomweb/studies/{uid}/metadata").status_code == 200
         assert api.post(f"/api/shares/{share['id']}/revoke").status_code == 200
@@ -313,7 +349,7 @@ def test_shares_are_seen_by_their_owner_and_admins_only(
     api: httpx.Client, region: Region, portal: Portal
 ) -> None:
     share = create(api, region)
-    with open_link(portal, share) as web:
+    with open_link(portal, share, share["pin_code"]) as web:
         web.get(f"/dicomweb/studies/{region.rita_test_study}/metadata")
     portal.server.add_user("other.clinician", "clinician", trust="TEST")
     other = portal.server.create_token("other.clinician")

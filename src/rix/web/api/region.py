@@ -110,6 +110,15 @@ class RelationshipIn(PatientNamed):
     expires_at: float | None = None
 
 
+class TrustSettingsIn(BaseModel):
+    shares_without_pin: bool
+
+
+class TrustSettingsOut(BaseModel):
+    code: str
+    shares_without_pin: bool
+
+
 class BreakGlassIn(PatientNamed):
     # empty, blank or too short to review is a malformed request (422), as any field
     reason: Annotated[
@@ -202,6 +211,19 @@ def add_site(request: Request, code: str, body: SiteIn) -> dict[str, str]:
     archive, principal = _me(request)
     admin.add_site(archive, principal, code, body.code, body.name)
     return {"trust": code.upper(), "code": body.code.upper()}
+
+
+@router.patch(
+    "/trusts/{code}",
+    summary="Change a trust's settings (its trust-admin, or region-admin)",
+    response_model=TrustSettingsOut,
+)
+def change_trust(request: Request, code: str, body: TrustSettingsIn) -> dict[str, Any]:
+    """``shares_without_pin``: whether the trust's staff may share a link with no PIN
+    (``POST /api/shares`` with ``"pin": false``); audited."""
+    archive, principal = _me(request)
+    trust = admin.set_shares_without_pin(archive, principal, code, body.shares_without_pin)
+    return {"code": trust.code, "shares_without_pin": trust.shares_without_pin}
 
 
 @router.post(

@@ -29,7 +29,11 @@ class ShareIn(BaseModel):
     days: float | None = Field(None, gt=0, le=366)
     expires_at: float | None = Field(None, gt=0, description="Unix time; instead of days")
     download: bool = False
-    pin: bool = False
+    pin: bool = Field(
+        True,
+        description="A PIN to pass another way; false only where the trust allows "
+        "shares without one (else 403), and then on record",
+    )
 
 
 class OpinionOut(Answer):

@@ -121,6 +121,12 @@ async def pin(request: Request) -> Response:
 
 
 def _ended(request: Request) -> HTMLResponse:
+    """A session that opens nothing: its share's state when the share is closed (a
+    locked share is 423 whichever page is asked), else the session has ended (401)."""
+    with archive_of(request).engine.connect() as conn:
+        refusal = sessions.why_closed(conn, request.cookies.get(SHARE_COOKIE, ""))
+    if refusal is not None:
+        return _closed(request, refusal)
     reason = "This session has ended, or the link was closed. Open the link from your email again."
     response = _render(request, "share_closed.html", {"reason": reason}, status=401)
     response.delete_cookie(SHARE_COOKIE, path="/")
