@@ -4,6 +4,8 @@ as the same principal), so these are the tests that the commands themselves work
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.peers.server import RixServer
@@ -35,6 +37,13 @@ def test_commands_register_an_ae_and_make_and_end_an_agreement(rix_server: RixSe
     rix_server.rix("trust", "add", "CLIB", "--name", "B")
     rix_server.rix("ae", "add", "CLI_PEER", "--host", "127.0.0.1", "--port", "11999")
     assert "CLI_PEER" in rix_server.rix("ae", "list").stdout
+    rix_server.rix(
+        "ae", "add", "CLI_CT", "--host", "127.0.0.1", "--port", "11998", "--kind", "modality"
+    )
+    kinds = {
+        a["title"]: a["kind"] for a in json.loads(rix_server.rix("ae", "list", "--json").stdout)
+    }
+    assert kinds["CLI_PEER"] == "pacs" and kinds["CLI_CT"] == "modality"
     assert "agreement CLIA <-> CLIB" in rix_server.rix("agreement", "add", "CLIA", "CLIB").stdout
     assert "CLIA <-> CLIB" in rix_server.rix("trust", "list").stdout
     assert "removed" in rix_server.rix("agreement", "remove", "CLIA", "CLIB").stdout

@@ -100,7 +100,7 @@ class ReviewOut(Answer):
     patient: str  # issuer/patient ID
     nhs_number: str
     kind: str
-    detail: str
+    detail: dict[str, Any]
     created_at: float
 
 

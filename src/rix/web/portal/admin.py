@@ -326,7 +326,10 @@ async def save_site(request: Request, me: User) -> Response:
 
 def _save_ae(archive: Archive, me: Principal, form: dict[str, str]) -> str:
     fields = ("title", "host", "port", "trust", "kind", "description")
-    body = _valid(region_api.AEIn, {k: form.get(k, "").strip() for k in fields})
+    values = {k: form.get(k, "").strip() for k in fields}
+    if not values["kind"]:  # a form from before kinds: the registry's default
+        del values["kind"]
+    body = _valid(region_api.AEIn, values)
     peer = aes.RemoteAE(
         title=body.title,
         host=body.host,
