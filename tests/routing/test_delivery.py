@@ -90,7 +90,7 @@ def router(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             database_url=url,
             extra_env={"RIX_STABLE_SECONDS": "1", TOKEN_ENV: receiver.token},
         ).start()
-        stack.callback(server.stop)
+        stack.callback(server.stop, wait=False)
         server.add_user("admin", "region-admin")
         token = server.create_token("admin")
         admin = stack.enter_context(

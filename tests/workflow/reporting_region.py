@@ -22,7 +22,8 @@ from rix.access import Principal
 from rix.archive import Archive
 from rix.auth.users import add_user, get_user, parse_roles
 from rix.index.database import begin_write
-from rix.index.schema import jobs, orders, patients, report_claims, reports, studies, trusts
+from rix.index.schema import jobs, patients, studies, trusts
+from rix.index.workflow_tables import orders, report_claims, reports
 from rix.ingest import ingest, received_from_file
 from rix.region.trusts import add_agreement, add_trust, get_trust
 from tests.peers import postgres

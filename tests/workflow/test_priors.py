@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from rix.archive import Archive
 from rix.index.database import begin_write
-from rix.index.schema import jobs, orders
+from rix.index.schema import jobs
+from rix.index.workflow_tables import orders
 from rix.jobs import queue
 from rix.jobs.queue import Priority
 from rix.jobs.worker import Context
