@@ -38,7 +38,6 @@ from rix.routing import manage
 from rix.web.api import region as region_api
 from rix.web.context import archive_of
 from rix.web.portal import pages
-from rix.web.portal.pages import when
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 User = Annotated[Principal, Depends(pages.user)]
@@ -242,7 +241,6 @@ def _show(
         "region": _region(me),
         "done": DONE.get(done, ""),
         "error": error,
-        "when": when,
     }
     return pages.render(request, section.template, context, status=status)
 

@@ -106,7 +106,6 @@ def status_page(request: Request, me: User) -> Response:
             "problems": problems,
             "problem_days": PROBLEM_DAYS,
             "region": trust_pk is None,
-            "when": pages.when,
             "size": size_text,
             "gist": gist,
         },
