@@ -6,6 +6,7 @@ to, which is where SQLite's table-rebuilding migrations used to fail.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from sqlalchemy import text
@@ -48,6 +49,8 @@ def test_an_index_with_data_at_0002_upgrades_to_head_keeping_every_row(
                     "10, 'x', 'k', 0)"
                 )
             )
+            document = '{"00080018":1}'
+            conn.execute(text("INSERT INTO instance_metadata VALUES (1, :d)"), {"d": document})
 
         database.upgrade(engine)
 
@@ -61,5 +64,8 @@ def test_an_index_with_data_at_0002_upgrades_to_head_keeping_every_row(
                 )
             ).all()
         assert [tuple(r) for r in joined] == [("P1", "1.2.3", None, None, "1.2.3.1.1")]
+        with engine.connect() as conn:  # a document built before 0009 gets its validator
+            etag = conn.execute(text("SELECT etag FROM instance_metadata")).scalar_one()
+        assert etag == hashlib.sha256(b'{"00080018":1}').hexdigest()
     finally:
         engine.dispose()

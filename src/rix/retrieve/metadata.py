@@ -224,17 +224,15 @@ def build(archive: Archive, items: Iterable[Pending]) -> int:
         except Exception as exc:  # one broken object must not stop the others' metadata
             log.warning("metadata not built", key=item.storage_key, error=type(exc).__name__)
             continue
-        rows.append({"instance_pk": item.instance_pk, "json": document})
+        rows.append(
+            {"instance_pk": item.instance_pk, "json": document, "etag": document_etag(document)}
+        )
     if not rows:
         return 0
     with begin_write(archive.engine) as conn:
         derived.hold_patients(conn, pks)
         now = identity.reconciled(conn, pks)
-        rows = [
-            {**row, "etag": document_etag(row["json"])}
-            for row in rows
-            if now.get(row["instance_pk"]) == corrections.get(row["instance_pk"])
-        ]
+        rows = [r for r in rows if now.get(r["instance_pk"]) == corrections.get(r["instance_pk"])]
         if rows:
             conn.execute(insert_unless_built(conn.dialect.name), rows)
     return len(rows)

@@ -199,7 +199,7 @@ def series_metadata(
     # stored bytes' would not), and the base the BulkDataURIs are made absolute with
     digest = hashlib.sha256(base.encode())
     for r in rows:
-        digest.update((r.etag or metadata.document_etag(r.json)).encode())
+        digest.update(r.etag.encode())
     body = "[" + ",".join(r.json for r in rows) + "]"
     body = body.replace(metadata.BULK_MARKER, f'"BulkDataURI":"{base}/')
     return body.encode(), f'"{digest.hexdigest()[:32]}"'

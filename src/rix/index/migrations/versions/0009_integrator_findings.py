@@ -6,6 +6,8 @@ Revises: 0008
 Create Date: 2026-12-07 21:45:00
 """
 
+import hashlib
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,6 +23,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("etag", sa.String(length=64), server_default="", nullable=False)
         )
+    _fill_etags()
     with op.batch_alter_table("application_entities", schema=None) as batch_op:
         # pacs, workstation, modality or other: only the first two are offered for "Send"
         batch_op.add_column(
@@ -34,6 +37,30 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("names_before_claim", sa.Boolean(), server_default="1", nullable=False)
         )
+
+
+def _fill_etags() -> None:
+    """The validator of every document built before this revision (sha256 of its JSON, as
+    ``rix.retrieve.metadata.document_etag``), once, so no request hashes documents."""
+    connection = op.get_bind()
+    table = sa.table(
+        "instance_metadata", sa.column("instance_pk"), sa.column("json"), sa.column("etag")
+    )
+    last = 0
+    while True:
+        batch = connection.execute(
+            sa.select(table.c.instance_pk, table.c.json)
+            .where(table.c.instance_pk > last)
+            .order_by(table.c.instance_pk)
+            .limit(1000)
+        ).all()
+        if not batch:
+            return
+        connection.execute(
+            table.update().where(table.c.instance_pk == sa.bindparam("pk")),
+            [{"pk": pk, "etag": hashlib.sha256(doc.encode()).hexdigest()} for pk, doc in batch],
+        )
+        last = batch[-1].instance_pk
 
 
 def downgrade() -> None:
