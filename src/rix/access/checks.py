@@ -159,18 +159,30 @@ def require_send(principal: Principal, destination: aes.RemoteAE) -> None:
     ``aes.STORING``). Sending to another trust's AE would open the images to that trust:
     that is a transfer (``require_transfer``), with its own checks. A modality is no
     destination: it would refuse the study, or worse, keep a copy nobody looks after."""
+    reason = _why_not_send(principal, destination)
+    if reason is not None:
+        raise AccessDenied(reason)
+
+
+def may_send(principal: Principal, destination: aes.RemoteAE) -> bool:
+    """``require_send`` as a question: what the study page offers."""
+    return _why_not_send(principal, destination) is None
+
+
+def _why_not_send(principal: Principal, destination: aes.RemoteAE) -> str | None:
     if not destination.stores:
-        raise AccessDenied(
+        return (
             f"{destination.title} is a {destination.kind.value}: studies are sent to "
             "destinations that store them (a PACS or a workstation)"
         )
     if principal.kind is PrincipalKind.SYSTEM:
-        return
+        return None
     if not principal.roles & IMAGE_ROLES:
-        raise AccessDenied("studies are sent by clinical staff")
+        return "studies are sent by clinical staff"
     trust = destination.trust.code if destination.trust is not None else ""
     if principal.trust is None or principal.trust_code != trust:
-        raise AccessDenied("studies are sent to your own trust's DICOM destinations")
+        return "studies are sent to your own trust's DICOM destinations"
+    return None
 
 
 def require_prefetch(principal: Principal, trust: str) -> None:

@@ -27,8 +27,7 @@ from rix.jobs.queue import Permanent
 from rix.jobs.worker import Context
 from rix.region import aes, identity
 from rix.region.trusts import Trust
-from rix.routing import cstore as dicom_send
-from rix.routing import stow
+from rix.routing import cstore, stow
 from rix.routing.rules import Destination
 
 KIND = "send"
@@ -109,7 +108,7 @@ def run(ctx: Context) -> None:
     refused: list[tuple[str, int]] = []
     try:
         if todo and remote is not None:
-            sent = dicom_send.send(
+            sent = cstore.send(
                 ctx.archive,
                 remote,
                 todo,

@@ -7,17 +7,17 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from rix import audit
-from rix.access import EVERYTHING, Principal, trail
+from rix.access import EVERYTHING, trail
 from rix.access.trail import Touched
 from rix.archive import Archive
 from rix.errors import AccessDenied, Conflict
 from rix.index import queries
 from rix.index.database import begin_write
 from rix.index.schema import instances, series, studies
-from rix.index.workflow_tables import share_opinions, shares
+from rix.index.workflow_tables import share_opinions
 from rix.ingest import sr
 from rix.jobs import mail
 from rix.sharing.record import Opinion, Share
@@ -129,18 +129,4 @@ def mark_seen(conn: Connection, share: Share) -> None:
         update(share_opinions)
         .where(share_opinions.c.share_pk == share.pk, share_opinions.c.seen_at.is_(None))
         .values(seen_at=time.time())
-    )
-
-
-def unseen_opinions(conn: Connection, principal: Principal) -> int:
-    """Opinions on the user's own shares they have not opened yet (the nav's badge)."""
-    if principal.user_pk is None:
-        return 0
-    return int(
-        conn.execute(
-            select(func.count())
-            .select_from(share_opinions)
-            .join(shares, shares.c.id == share_opinions.c.share_pk)
-            .where(shares.c.owner_pk == principal.user_pk, share_opinions.c.seen_at.is_(None))
-        ).scalar_one()
     )

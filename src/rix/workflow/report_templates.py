@@ -14,7 +14,6 @@ from sqlalchemy import Connection, insert, select
 
 from rix.archive import Archive
 from rix.index.database import begin_write
-from rix.index.schema import series, studies
 from rix.index.workflow_tables import report_templates
 
 
@@ -189,14 +188,3 @@ def template_for(
 
     ranked = sorted(((fits(t), t.name, t) for t in found), key=lambda x: (-x[0], x[1]))
     return ranked[0][2] if ranked and ranked[0][0] >= 0 else None
-
-
-def series_body_part(conn: Connection, study_uid: str) -> str:
-    """The Body Part Examined a study's series name (the first one)."""
-    found = conn.execute(
-        select(series.c.body_part)
-        .join(studies, studies.c.id == series.c.study_pk)
-        .where(studies.c.study_uid == study_uid, series.c.body_part != "")
-        .order_by(series.c.id)
-    ).scalar()
-    return str(found or "")

@@ -143,15 +143,12 @@ def landing(request: Request, sent: str = "") -> Response:
         return RedirectResponse("/share/pin", status_code=303, headers=HEADERS)
     principal = caller(request)
     scope = access.scope(principal)
-    rows: list[dict[str, Any]] = []
     archive = archive_of(request)
-    with archive.engine.connect() as conn:
-        for uid in found.share.study_uids:
-            match = queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=uid)
-            rows.extend(queries.find(conn, Level.STUDY, [match], scope=scope))
-    # the list names the patient: audited as the query it is, findable by NHS number
-    asked = "\\".join(found.share.study_uids)
+    asked = "\\".join(found.share.study_uids)  # a UID list: one statement (PS3.4 C.2.2.2.2)
     keys = [queries.Match(attribute=BY_KEYWORD["StudyInstanceUID"], value=asked)]
+    with archive.engine.connect() as conn:
+        rows = list(queries.find(conn, Level.STUDY, keys, scope=scope))
+    # the list names the patient: audited as the query it is, findable by NHS number
     trail.record_query(archive.writer.post, principal, Level.STUDY, keys, rows)
     rows.sort(key=lambda r: r.get("StudyDate") or "", reverse=True)
     context = {
