@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from dataclasses import fields
+from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,85 @@ def test_every_setting_is_read_from_its_variable_and_its_toml_key(
     toml = tmp_path / "rix.toml"
     toml.write_text(f"{declared.toml_key} = {_as_text(declared)!r}\n".replace("'", '"'))
     assert load(env={}, toml_path=toml) == Settings()
+
+
+# A value other than the default for each setting that needs one written out (the rest are
+# derived from the default's type), with the settings it must come with to be accepted.
+OTHER_VALUE = {
+    "database_url": "postgresql://rix@db.example:5432/rix",
+    "dicom_host": "0.0.0.0",
+    "ae_title": "RIXB",
+    "http": "127.0.0.1:9999",
+    "roles": "web",
+    "turnaround_targets": "emergency=2h",
+    "report_destinations": "EMH=127.0.0.1:2575",
+    "public_url": "https://rix.example",
+    "display_timezone": "UTC",
+    "audit_syslog": "tcp://127.0.0.1:6514",
+    "alert_webhook": "http://127.0.0.1:9/alert",
+    "turnaround_webhook": "http://127.0.0.1:9/turnaround",
+    "turnaround_email": "ops@trust.example",
+    "smtp_from": "rix@trust.example",
+    "oidc_issuer": "https://idp.example",
+    "oidc_jwks_url": "https://idp.example/jwks",
+    "oidc_authorization_url": "https://idp.example/auth",
+    "oidc_token_url": "https://idp.example/token",
+    "oidc_redirect_base": "https://rix.example",
+}
+_OIDC = {
+    "RIX_OIDC_ISSUER": "https://idp.example",
+    "RIX_OIDC_AUDIENCE": "rix",
+    "RIX_OIDC_JWKS_URL": "https://idp.example/jwks",
+}
+_CLIENT = {
+    **_OIDC,
+    "RIX_OIDC_CLIENT_ID": "rix-portal",
+    "RIX_OIDC_AUTHORIZATION_URL": "https://idp.example/authorize",
+    "RIX_OIDC_TOKEN_URL": "https://idp.example/oauth/token",
+}
+_ALERTS = {"RIX_PUBLIC_URL": "https://rix.example"}
+COMES_WITH = {
+    "dicom_tls_port": {"RIX_DICOM_TLS_CERT": "cert.pem", "RIX_DICOM_TLS_KEY": "key.pem"},
+    "oidc_issuer": _OIDC,
+    "oidc_client_id": _CLIENT,
+    "oidc_client_secret": _CLIENT,
+    "oidc_authorization_url": _CLIENT,
+    "oidc_token_url": _CLIENT,
+    "alert_webhook": _ALERTS,
+    "turnaround_webhook": _ALERTS,
+    "turnaround_email": _ALERTS,
+}
+
+
+def _other_value(name: str) -> str:
+    default = getattr(Settings(), name)
+    if name in OTHER_VALUE:
+        return OTHER_VALUE[name]
+    if isinstance(default, bool):
+        return "false" if default else "true"
+    if isinstance(default, Enum):
+        return next(m.value for m in type(default) if m != default)
+    if isinstance(default, int | float):
+        return str(default + 1)
+    if isinstance(default, Path):
+        return "/srv/rix-elsewhere"
+    return "example-value"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_setting_takes_another_value_from_its_variable_and_its_toml_key(
+    name: str, tmp_path: Path
+) -> None:
+    """Read through its own variable and its own key, not just round-tripped as the default:
+    a setting the loader ignored would keep its default and fail here."""
+    declared, value = SETTINGS[name], _other_value(name)
+    others = {k: v for k, v in COMES_WITH.get(name, {}).items() if k != declared.env}
+    from_env = getattr(load(env={**others, declared.env: value}), name)
+    assert from_env != getattr(Settings(), name)
+    toml = tmp_path / "rix.toml"
+    toml.write_text(f"{declared.toml_key} = {value!r}\n".replace("'", '"'))
+    from_toml = getattr(load(env=others, toml_path=toml), name)
+    assert from_toml == from_env
 
 
 def test_flags_override_environment_which_overrides_toml(tmp_path: Path) -> None:

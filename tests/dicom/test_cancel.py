@@ -52,6 +52,31 @@ def bulk_study(rix_server: RixServer) -> str:
     return BULK_STUDY
 
 
+def test_four_associations_storing_at_once_are_each_answered_and_all_indexed(
+    rix_server: RixServer,
+) -> None:
+    """The bulk study is ingested in process (for speed); this keeps concurrent C-STORE over
+    several associations into the running server, whose commits they share, covered."""
+    study = uid("concurrent")
+    batches = []
+    for k in range(4):
+        batch = []
+        for n in range(8):
+            ds = bulk_instance(100 * k + n)
+            ds.StudyInstanceUID = study
+            ds.SeriesInstanceUID = uid("concurrent", "series")  # nothing shared with the bulk study
+            ds.PatientID = "CONC-001"
+            ds.SOPInstanceUID = uid("concurrent", str(k), str(n))
+            batch.append(ds)
+        batches.append(batch)
+    with ThreadPoolExecutor(4) as pool:
+        answers = pool.map(lambda batch: scu.store_datasets(rix_server.dicom_port, batch), batches)
+        statuses = [status for batch in answers for status in batch]
+    assert statuses == [SUCCESS] * 32
+    result = scu.find(rix_server.dicom_port, every_instance(study))
+    assert (result.status, len(result.matches)) == (SUCCESS, 32)
+
+
 def every_instance(study_uid: str) -> Dataset:
     return scu.query("IMAGE", StudyInstanceUID=study_uid, SOPInstanceUID="", InstanceNumber="")
 

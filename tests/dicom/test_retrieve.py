@@ -67,6 +67,7 @@ def test_cmove_counts_completed_sub_operations(
     assert (result.status, result.completed, result.failed, result.warning) == (SUCCESS, 4, 0, 0)
     assert result.pending >= 1
     assert sorted(c.sop_instance_uid for c in capture.received) == uids_of(S1)
+    assert capture.connections == 1  # the counter the refusal tests rely on does count
 
 
 def test_cmove_counts_failed_and_warning_sub_operations(

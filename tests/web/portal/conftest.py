@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser, BrowserContext, Page
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -274,3 +274,13 @@ def region(portal: Portal) -> Region:
         referral = {"trust": "TEST", "kind": "referral", "nhs_number": rita}
         assert api.post("/api/relationships", json=referral).status_code == 201
     return found
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser context per test: no cookie or cache carried from another."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

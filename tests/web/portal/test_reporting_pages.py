@@ -6,7 +6,6 @@ pages pass axe's serious and critical checks."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,15 +59,6 @@ def to_report(portal: Portal, region: Region) -> ToReport:
     with httpx.Client(base_url=portal.origin + "/dicomweb", headers=part, timeout=60) as http:
         assert dicomweb.stow(http, files).status_code == 200
     return ToReport(study_uid=study_uid)
-
-
-@pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_a_radiologist_claims_a_partners_study_and_signs_the_report(

@@ -169,6 +169,7 @@ def test_the_viewers_way_back_leads_to_the_portal_page_that_opened_it(
     page.locator("[data-cy=rix-return]").click(timeout=30_000)
     page.wait_for_url(timeline)
     assert watch.errors == []
+    assert watch.hosts() == {urlsplit(portal.origin).netloc}  # nothing left the machine
 
 
 def test_app_config_is_generated_for_this_origin_and_never_cached(http: httpx.Client) -> None:
